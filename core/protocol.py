@@ -1,0 +1,54 @@
+"""What a backend hands the state machine: five callables over named numpy arrays.
+
+The state machine never sees a framework tensor. A backend may keep data on its device between
+calls; the protocol only fixes the boundary (float32 numpy in, float32 numpy out), which is what
+makes per-module placement across backends possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from .spec import Dims, ModuleSpec
+
+
+@runtime_checkable
+class Module(Protocol):
+    """A stateless module: ``outputs = module(**inputs)`` with names from its ``spec``."""
+
+    spec: ModuleSpec
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything a backend needs to build its five modules."""
+
+    weights: str
+    dims: Dims
+    precision: str = "fp32"
+    threads: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A registered backend. ``available()`` answers without loading any model."""
+
+    name: str
+    description: str
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when it can run here, else (False, one-line reason)."""
+        ...
+
+    def load(self, request: LoadRequest) -> Mapping[str, Module]:
+        """Build the five modules for ``request`` (names of core.spec.MODULE_NAMES)."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when a backend is asked to load on a machine that cannot run it."""
