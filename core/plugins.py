@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import warnings
 from functools import lru_cache
 from importlib import metadata
@@ -19,6 +18,8 @@ ENTRY_POINT_GROUP = "matanyone_engine"
 #: Built-in plugins load even when the package is used from a source tree without metadata.
 BUILTIN_PLUGINS = {
     "torch": "matanyone_engine.backends.torch.plugin",
+    "onnx": "matanyone_engine.backends.onnx.plugin",
+    "coreml": "matanyone_engine.backends.coreml.plugin",
 }
 
 
@@ -94,5 +95,3 @@ def get_backend(name: str):
 def reset() -> None:
     """Forget loaded plugins (tests change MATANYONE_PLUGINS)."""
     get_plugin_manager.cache_clear()
-    for mod in [m for m in sys.modules if m.startswith("matanyone_engine.") and m.endswith(".plugin")]:
-        del sys.modules[mod]

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import BackendError
 from .spec import Dims, ModuleSpec
 
 
@@ -50,5 +51,5 @@ class Backend(Protocol):
         ...
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(BackendError):
     """Raised when a backend is asked to load on a machine that cannot run it."""

@@ -20,6 +20,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .errors import WeightsError
+
 SEEDED_VARIANTS = ("v1", "v1-pm")
 
 
@@ -36,8 +38,6 @@ class WeightsRef:
         return str(self.path)
 
 
-class WeightsError(ValueError):
-    """A weights reference or checkpoint that cannot be used; the message says how to fix it."""
 
 
 def parse_weights(ref: str) -> WeightsRef:

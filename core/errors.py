@@ -1,0 +1,39 @@
+"""Typed errors whose message is the one line a user sees: the problem, then the fix."""
+
+from __future__ import annotations
+
+
+class MatanyoneError(Exception):
+    """Base of every error the CLI turns into a one-line message and a non-zero exit."""
+
+    exit_code = 1
+
+
+class InputError(MatanyoneError):
+    """Unreadable or unsuitable input video, frame folder or mask."""
+
+    exit_code = 2
+
+
+class WeightsError(MatanyoneError, ValueError):
+    """A weights reference or checkpoint that cannot be used."""
+
+    exit_code = 3
+
+
+class BackendError(MatanyoneError):
+    """Unknown backend, or one that cannot run on this machine."""
+
+    exit_code = 4
+
+
+class ExportError(MatanyoneError):
+    """An export that failed or did not validate."""
+
+    exit_code = 5
+
+
+class OutputError(MatanyoneError):
+    """An output location that cannot be written."""
+
+    exit_code = 6
