@@ -1,0 +1,112 @@
+"""The PyTorch reference backend: ``torch`` (CPU), ``torch-cuda`` and ``torch-mps`` where present."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from matanyone_engine.core import hookimpl
+from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.spec import ModuleSpec
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class TorchModule:
+    """Adapts a torch stage to the numpy Module protocol.
+
+    CPU inputs are wrapped without copying (torch.from_numpy); outputs come back as numpy views.
+    ``bf16`` is the official demo's CPU mode: the module runs under bfloat16 autocast.
+    """
+
+    def __init__(self, stage, device, precision: str):
+        import torch
+
+        self._torch = torch
+        self.stage = stage
+        self.spec: ModuleSpec = stage.spec
+        self.device = device
+        self.precision = precision
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return self._torch.autocast(device_type=self.device.type, dtype=self._torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in self.spec.input_names]
+        if self.device.type != "cpu":
+            args = [a.to(self.device, non_blocking=True) for a in args]
+        with torch.inference_mode(), self._autocast():
+            outputs = self.stage(*args)
+        return {
+            name: out.float().cpu().numpy() if out.dtype != torch.float32 or out.device.type != "cpu" else out.numpy()
+            for name, out in zip(self.spec.output_names, outputs)
+        }
+
+
+@dataclass
+class TorchBackend:
+    name: str
+    device_type: str
+    description: str
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import torch
+        except ImportError:
+            return False, "PyTorch is not installed (pip install torch==2.13.0)"
+        if self.device_type == "cuda" and not torch.cuda.is_available():
+            return False, "no CUDA device visible to PyTorch"
+        if self.device_type == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            return False, "Metal (MPS) is not available to PyTorch on this machine"
+        return True, ""
+
+    def devices(self) -> list[str]:
+        ok, _ = self.available()
+        if not ok:
+            return []
+        if self.device_type == "cuda":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return [self.device_type]
+
+    def load(self, request: LoadRequest) -> Mapping[str, TorchModule]:
+        ok, reason = self.available()
+        if not ok:
+            raise BackendUnavailable(f"backend {self.name} cannot run here: {reason}")
+        if request.precision not in PRECISIONS:
+            raise BackendUnavailable(
+                f"backend {self.name} does not offer precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
+        import torch
+
+        from .modules import build_torch_modules
+        from .network import load_network
+
+        if request.threads and self.device_type == "cpu":
+            torch.set_num_threads(request.threads)
+        device = torch.device(self.device_type)
+        net = load_network(request.weights, device=device)
+        stages = build_torch_modules(net, request.dims)
+        return {name: TorchModule(stage, device, request.precision) for name, stage in stages.items()}
+
+
+BACKENDS = (
+    TorchBackend("torch", "cpu", "PyTorch reference implementation on the CPU"),
+    TorchBackend("torch-cuda", "cuda", "PyTorch on an NVIDIA GPU"),
+    TorchBackend("torch-mps", "mps", "PyTorch on Apple silicon (Metal)"),
+)
+
+
+@hookimpl
+def register_backends(register) -> None:
+    for backend in BACKENDS:
+        register(backend)

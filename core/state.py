@@ -1,0 +1,275 @@
+"""The per-frame memory state machine of MatAnyone, in numpy, over any backend's five modules.
+
+This is where all bookkeeping lives, so the modules stay pure functions. It reproduces the
+official ``InferenceCore.step`` flow (eval config: mem_every 5, max_mem_frames 5, top_k 30, no
+long-term memory, one object):
+
+* seed step: the given mask is encoded into the permanent memory slot, sensory memory starts at
+  zero and is deep-updated by the mask encoder; the mask itself is the output;
+* first-frame-prediction step (after the seed and for every warm-up step): the frame counter
+  resets, the previous mask value is the readout (no attention), the prediction then replaces
+  working memory (permanent slot included) and object memory; sensory memory is kept;
+* normal step: top-k read over the working memory, decoder (which updates sensory memory on every
+  segmented frame), then the mask encoder — deep (memory write, sensory update, object memory) on
+  memory frames, only for the next frame's ``last_msk_value`` otherwise.
+
+Working memory is a fixed ring buffer of T slots: slot 0 is permanent, slots 1..T-1 are a FIFO.
+Order inside the buffer does not matter (top-k and softmax are permutation invariant), so a FIFO
+write is a slot overwrite, never a copy of the whole memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .padding import Pads, frame_to_input, mask_to_input, pad_amounts, padded_size, unpad
+from .protocol import Module
+from .spec import KEY_DIM, NUM_QUERIES, EMBED_DIM, SENSORY_DIM, VALUE_DIM, Dims
+
+Recorder = Callable[[str, Mapping[str, np.ndarray]], None]
+
+
+@dataclass
+class MemoryConfig:
+    mem_every: int = 5
+    stagger_updates: int = 5
+
+    def stagger_steps(self) -> set[int]:
+        """Frame offsets since the last memory frame at which the decoder updates sensory memory."""
+        if self.stagger_updates >= self.mem_every:
+            return set(range(1, self.mem_every + 1))
+        return {int(x) for x in np.round(np.linspace(1, self.mem_every, self.stagger_updates))}
+
+
+@dataclass
+class WorkingMemory:
+    """Fixed-size ring buffer: keys/values flattened to (1, C, T*h*w) plus a validity row."""
+
+    dims: Dims
+    key: np.ndarray = field(init=False)
+    shrinkage: np.ndarray = field(init=False)
+    value: np.ndarray = field(init=False)
+    valid: np.ndarray = field(init=False)
+    filled_fifo: int = field(init=False, default=0)
+    has_permanent: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        n = self.dims.symbols["N"]
+        self.key = np.zeros((1, KEY_DIM, n), np.float32)
+        self.shrinkage = np.zeros((1, 1, n), np.float32)
+        self.value = np.zeros((1, VALUE_DIM, n), np.float32)
+        self.valid = np.zeros((1, n), np.float32)
+
+    def clear(self) -> None:
+        self.valid[:] = 0
+        self.filled_fifo = 0
+        self.has_permanent = False
+
+    def _slot_for_next_write(self) -> int | None:
+        if not self.has_permanent:
+            return 0
+        fifo = self.dims.mem_frames - 1
+        if fifo == 0:  # T == 1: only the permanent frame is kept
+            return None
+        slot = 1 + self.filled_fifo % fifo
+        self.filled_fifo += 1
+        return slot
+
+    def add(self, key: np.ndarray, shrinkage: np.ndarray, value: np.ndarray) -> None:
+        slot = self._slot_for_next_write()
+        self.has_permanent = True
+        if slot is None:
+            return
+        hw = self.dims.tokens_per_frame
+        span = slice(slot * hw, (slot + 1) * hw)
+        self.key[:, :, span] = key.reshape(1, KEY_DIM, hw)
+        self.shrinkage[:, :, span] = shrinkage.reshape(1, 1, hw)
+        self.value[:, :, span] = value.reshape(1, VALUE_DIM, hw)
+        self.valid[:, span] = 1
+
+    @property
+    def frames(self) -> int:
+        return int(self.valid.sum()) // self.dims.tokens_per_frame
+
+
+@dataclass
+class StepOutput:
+    alpha: np.ndarray  # (1, 1, H, W) padded, clamped to [0, 1]
+    logits: np.ndarray | None  # (1, 1, H, W) padded, before the clamp (None for the seed step)
+    kind: str  # "seed", "first_frame_pred" or "normal"
+    is_memory_frame: bool
+
+
+class MattingStateMachine:
+    """Drives the five modules frame by frame; holds every piece of state between frames."""
+
+    def __init__(
+        self,
+        modules: Mapping[str, Module],
+        dims: Dims,
+        config: MemoryConfig | None = None,
+        recorder: Recorder | None = None,
+    ):
+        missing = [n for n in ("encoder", "mask_encoder", "read_first", "read", "decoder") if n not in modules]
+        if missing:
+            raise ValueError(f"modules missing: {', '.join(missing)}")
+        self.modules = modules
+        self.dims = dims
+        self.config = config or MemoryConfig()
+        self._stagger = self.config.stagger_steps()
+        self.recorder = recorder
+        self.memory = WorkingMemory(dims)
+        h, w = dims.symbols["h"], dims.symbols["w"]
+        self.sensory = np.zeros((1, SENSORY_DIM, h, w), np.float32)
+        self.obj_memory: np.ndarray | None = None
+        self.last_mask: np.ndarray | None = None
+        self.last_pix_feat: np.ndarray | None = None
+        self.last_msk_value: np.ndarray | None = None
+        self.curr_ti = -1
+        self.last_mem_ti = 0
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _record(self, event: str, tensors: Mapping[str, np.ndarray]) -> None:
+        if self.recorder is not None:
+            self.recorder(event, tensors)
+
+    def _encode_and_remember(self, enc: Mapping[str, np.ndarray], mask: np.ndarray, deep: bool) -> None:
+        """Mask encoder; on memory frames also the memory write, object sum and sensory update."""
+        out = self.modules["mask_encoder"](f1=enc["f1"], pix_feat=enc["pix_feat"], sensory=self.sensory, mask=mask)
+        self.last_msk_value = out["mask_value"]
+        if not deep:
+            return
+        self.memory.add(enc["key"], enc["shrinkage"], out["mask_value"])
+        summary = out["obj_summary"]
+        self.obj_memory = summary.copy() if self.obj_memory is None else self.obj_memory + summary
+        self.last_mem_ti = self.curr_ti
+        self.sensory = out["new_sensory"]
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def seed(self, image: np.ndarray, mask: np.ndarray) -> StepOutput:
+        """Encode the first-frame mask (padded (1,1,H,W) in [0,1]) as permanent memory."""
+        self.curr_ti += 1
+        enc = self.modules["encoder"](image=image)
+        self.last_mask = mask
+        self.last_pix_feat = enc["pix_feat"]
+        self._encode_and_remember(enc, mask, deep=True)
+        self._record("seed", {"sensory": self.sensory, "last_msk_value": self.last_msk_value})
+        return StepOutput(alpha=mask, logits=None, kind="seed", is_memory_frame=True)
+
+    def step(self, image: np.ndarray, first_frame_pred: bool = False) -> StepOutput:
+        if self.last_mask is None:
+            raise RuntimeError("seed() must be called with the first-frame mask before step()")
+        self.curr_ti += 1
+        if first_frame_pred:
+            self.curr_ti = 0
+            self.last_mem_ti = 0
+            is_mem_frame = True
+            update_sensory = True
+        else:
+            is_mem_frame = self.curr_ti - self.last_mem_ti >= self.config.mem_every
+            update_sensory = (self.curr_ti - self.last_mem_ti) in self._stagger
+
+        enc = self.modules["encoder"](image=image)
+        obj_memory = self.obj_memory
+        if self.curr_ti == 0:
+            readout = self.modules["read_first"](
+                pix_feat=enc["pix_feat"],
+                last_msk_value=self.last_msk_value,
+                sensory=self.sensory,
+                last_mask=self.last_mask,
+                obj_memory=obj_memory,
+            )["mem_readout"]
+        else:
+            readout = self.modules["read"](
+                query_key=enc["key"],
+                query_selection=enc["selection"],
+                pix_feat=enc["pix_feat"],
+                last_pix_feat=self.last_pix_feat,
+                last_mask=self.last_mask,
+                last_msk_value=self.last_msk_value,
+                sensory=self.sensory,
+                mem_key=self.memory.key,
+                mem_shrinkage=self.memory.shrinkage,
+                mem_value=self.memory.value,
+                mem_valid=self.memory.valid,
+                obj_memory=obj_memory,
+            )["mem_readout"]
+        dec = self.modules["decoder"](
+            f8=enc["f8"], f4=enc["f4"], f2=enc["f2"], f1=enc["f1"], mem_readout=readout, sensory=self.sensory
+        )
+        if update_sensory:
+            self.sensory = dec["new_sensory"]
+        logits = dec["logits"]
+        alpha = np.clip(logits, 0.0, 1.0)
+        self.last_mask = alpha
+        self.last_pix_feat = enc["pix_feat"]
+        if is_mem_frame and first_frame_pred:
+            self.memory.clear()
+            self.obj_memory = None
+        self._encode_and_remember(enc, alpha, deep=is_mem_frame)
+        kind = "first_frame_pred" if first_frame_pred else "normal"
+        self._record(
+            kind,
+            {"sensory": self.sensory, "last_msk_value": self.last_msk_value, "mem_readout": readout, "logits": logits},
+        )
+        return StepOutput(alpha=alpha, logits=logits, kind=kind, is_memory_frame=is_mem_frame)
+
+
+# ------------------------------------------------------------------------------- clip driver
+
+
+@dataclass
+class FrameResult:
+    index: int
+    alpha: np.ndarray  # (H, W) float32 in [0, 1], the input's own size
+    logits: np.ndarray  # (H, W) float32 before the clamp
+
+
+def clip_dims(height: int, width: int, mem_frames: int = 5) -> tuple[Dims, Pads]:
+    ph, pw = padded_size(height, width)
+    return Dims(ph, pw, mem_frames), pad_amounts(height, width)
+
+
+def matte_frames(
+    modules: Mapping[str, Module],
+    frames: Iterable[np.ndarray],
+    mask_255: np.ndarray,
+    *,
+    warmup: int = 10,
+    mem_frames: int = 5,
+    config: MemoryConfig | None = None,
+    recorder: Recorder | None = None,
+) -> Iterator[FrameResult]:
+    """Stream alpha mattes for ``frames`` (HxWx3 uint8 RGB), one per input frame, in order.
+
+    ``mask_255`` is the prepared first-frame mask (HxW, 0..255, same size as the frames).
+    The official demo's flow: seed step and a first-frame prediction on frame 0, ``warmup`` more
+    first-frame predictions on frame 0 (the last one's output is frame 0's matte), then every
+    later frame normally.
+    """
+    iterator = iter(frames)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return
+    height, width = first.shape[:2]
+    if mask_255.shape != (height, width):
+        raise ValueError(f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are {width}x{height}")
+    dims, pads = clip_dims(height, width, mem_frames)
+    machine = MattingStateMachine(modules, dims, config, recorder)
+    image = frame_to_input(first, pads)
+    machine.seed(image, mask_to_input(mask_255, pads))
+    out = machine.step(image, first_frame_pred=True)
+    for _ in range(warmup):
+        out = machine.step(image, first_frame_pred=True)
+    yield FrameResult(0, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
+    for index, frame in enumerate(iterator, start=1):
+        if frame.shape[:2] != (height, width):
+            raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
+        out = machine.step(frame_to_input(frame, pads))
+        yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
