@@ -1,0 +1,226 @@
+"""The ``matanyone`` command line."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import plugins
+from .errors import MatanyoneError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="MatAnyone video matting through interchangeable backends (PyTorch, ONNX Runtime, CoreML).",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    input: Path = typer.Argument(..., help="Video file or folder of image frames."),
+    mask: Path = typer.Option(..., "--mask", "-m", help="First-frame mask (white = foreground)."),
+    output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder."),
+    backend: str = typer.Option("torch", "--backend", "-b", help="Backend name (see `matanyone backends`)."),
+    weights: str = typer.Option(
+        "seeded:v1-pm", "--weights", "-w", help="Checkpoint path, or seeded:v1-pm for random test weights."
+    ),
+    warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
+    erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
+    dilate: int = typer.Option(10, help="Mask dilation kernel size; 0 disables."),
+    max_size: int = typer.Option(-1, "--max-size", help="Cap the shorter side (downscale); -1 keeps the size."),
+    start: int = typer.Option(0, help="First input frame to process."),
+    frames: Optional[int] = typer.Option(None, help="Number of frames to process."),
+    outputs: List[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
+    alpha_format: str = typer.Option("png16", "--alpha-format", help="png16, png8 or video."),
+    background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
+    video_format: str = typer.Option("prores", "--video-format", help="Transparent video: prores or webm."),
+    precision: str = typer.Option("fp32", help="fp32, or what the backend offers (torch: bf16)."),
+    placement: Optional[str] = typer.Option(None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for the backend."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Matte INPUT, writing one alpha frame per input frame under OUTPUT/<input name>/."""
+    from .api import convert_video
+
+    expanded = [o.strip() for item in outputs for o in item.split(",") if o.strip()]
+    started = time.perf_counter()
+    progress_cb, finish = _progress(quiet)
+    try:
+        written = convert_video(
+            input,
+            mask,
+            output,
+            outputs=expanded,
+            alpha_format=alpha_format,
+            background=background,
+            video_format=video_format,
+            progress=progress_cb,
+            weights=weights,
+            backend=backend,
+            warmup=warmup,
+            erode=erode,
+            dilate=dilate,
+            max_size=max_size,
+            start=start,
+            frames=frames,
+            precision=precision,
+            placement=placement,
+            threads=threads,
+        )
+    except MatanyoneError as exc:
+        finish()
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        finish()
+        _fail("interrupted; no output was written", 130)
+    count = finish()
+    if not quiet:
+        elapsed = time.perf_counter() - started
+        fps = count / elapsed if elapsed > 0 else 0.0
+        names = ", ".join(str(p) for p in written)
+        typer.echo(f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {backend}: {names}", err=True)
+
+
+def _progress(quiet: bool):
+    """A rich progress bar on a terminal; nothing otherwise. Returns (update, finish->count)."""
+    state = {"count": 0, "bar": None, "task": None}
+
+    def update(index: int) -> None:
+        state["count"] = index + 1
+        if quiet or not sys.stderr.isatty():
+            return
+        if state["bar"] is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            bar = Progress(
+                TextColumn("matting"), BarColumn(), TextColumn("{task.completed} frames"),
+                TextColumn("{task.fields[fps]:.2f} fps"), TimeElapsedColumn(), TimeRemainingColumn(),
+                transient=True,
+            )
+            bar.start()
+            state["bar"], state["task"], state["t0"] = bar, bar.add_task("matting", total=None, fps=0.0), time.perf_counter()
+        elapsed = time.perf_counter() - state["t0"]
+        state["bar"].update(state["task"], completed=index + 1, fps=(index + 1) / max(elapsed, 1e-9))
+
+    def finish() -> int:
+        if state["bar"] is not None:
+            state["bar"].stop()
+        return state["count"]
+
+    return update, finish
+
+
+@app.command()
+def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List registered backends, whether they run here, and why not."""
+    rows = []
+    for name, backend in sorted(plugins.backends().items()):
+        ok, reason = backend.available()
+        devices = backend.devices() if hasattr(backend, "devices") and ok else []
+        rows.append({"name": name, "available": ok, "reason": reason, "devices": devices,
+                     "description": getattr(backend, "description", "")})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("backend", "available", "reason / devices", "description")
+    for r in rows:
+        table.add_row(r["name"], "yes" if r["available"] else "no",
+                      ", ".join(r["devices"]) if r["available"] else r["reason"], r["description"])
+    Console().print(table)
+
+
+@app.command()
+def export(
+    format: str = typer.Option(..., "--format", "-f", help="Export format (see `matanyone doctor`)."),
+    weights: str = typer.Option("seeded:v1-pm", "--weights", "-w"),
+    size: str = typer.Option("432x768", help="HxW; rounded up to multiples of 16."),
+    mem_frames: int = typer.Option(5, "--mem-frames", help="Working-memory frames T."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16."),
+    target: Optional[str] = typer.Option(None, help="Deployment target (coreml: macOS14 or iOS17)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    no_validate: bool = typer.Option(False, "--no-validate", help="Skip the check against PyTorch."),
+) -> None:
+    """Export the five modules for one size, with a manifest."""
+    from .padding import padded_size
+    from .spec import Dims
+
+    exporters = plugins.exporters()
+    if format not in exporters:
+        _fail(f"unknown export format {format!r}; known: {', '.join(sorted(exporters)) or 'none'}", 2)
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        _fail(f"bad --size {size!r}; write HxW, e.g. 432x768", 2)
+    dims = Dims(*padded_size(h, w), mem_frames)
+    kwargs = {"target": target} if target else {}
+    try:
+        manifest = exporters[format].export(
+            weights=weights, dims=dims, precision=precision, out_dir=output, validate=not no_validate, **kwargs
+        )
+    except MatanyoneError as exc:
+        _fail(str(exc), exc.exit_code)
+    typer.echo(f"exported {format} ({dims.height}x{dims.width}, T={mem_frames}, {precision}) to {output}")
+    del manifest
+
+
+@app.command()
+def modules(size: str = typer.Option("432x768", help="HxW to resolve shapes for."), mem_frames: int = 5) -> None:
+    """Print the declared inputs and outputs of the five modules."""
+    from .padding import padded_size
+    from .spec import Dims, describe
+
+    h, w = (int(v) for v in size.lower().split("x"))
+    typer.echo(json.dumps(describe(Dims(*padded_size(h, w), mem_frames)), indent=2))
+
+
+@app.command()
+def doctor() -> None:
+    """Platform, library versions, plugins, providers and cache location."""
+    from importlib import metadata
+
+    lines = [f"python {platform.python_version()} on {platform.platform()} ({platform.machine()})"]
+    for dist in ("matanyone-engine", "numpy", "torch", "onnxruntime", "onnx", "coremltools", "av", "opencv-python-headless"):
+        try:
+            lines.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{dist} not installed")
+    try:
+        import onnxruntime
+
+        lines.append("onnxruntime providers: " + ", ".join(onnxruntime.get_available_providers()))
+    except ImportError:
+        pass
+    pm = plugins.get_plugin_manager()
+    lines.append("plugins: " + ", ".join(name for name, _ in pm.list_name_plugin()))
+    lines.append("exporters: " + ", ".join(sorted(plugins.exporters())))
+    try:
+        from .cache import cache_dir
+
+        lines.append(f"cache: {cache_dir()}")
+    except ImportError:
+        pass
+    typer.echo("\n".join(lines))
+
+
+def main() -> None:
+    plugins.get_plugin_manager().hook.register_commands(cli=app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
