@@ -123,6 +123,34 @@ def _progress(quiet: bool):
 
 
 @app.command()
+def demo(
+    output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder."),
+    backend: str = typer.Option("torch", "--backend", "-b"),
+    frames: int = typer.Option(20, help="Frames of the clip to process."),
+    max_size: int = typer.Option(240, "--max-size", help="Shorter-side cap, to keep the demo quick."),
+) -> None:
+    """Run the whole job offline on the sample clip (or a generated one) with seeded random weights.
+
+    The weights are random, so the mattes show the pipeline working, not the model's quality.
+    """
+    from .demo import find_sample, synthetic_clip
+
+    found = find_sample()
+    if found is None:
+        clip, mask = synthetic_clip(output / "demo_input")
+        typer.echo(f"../shared/data not found: generated {clip}", err=True)
+    else:
+        clip, mask = found
+    typer.echo(f"demo: {clip} with seeded:v1-pm weights (random: output shows the pipeline, not quality)", err=True)
+    run(
+        input=clip, mask=mask, output=output, backend=backend, weights="seeded:v1-pm", warmup=10, erode=10,
+        dilate=10, max_size=max_size, start=0, frames=frames, outputs=["alpha", "foreground", "rgba"],
+        alpha_format="png16", background="120,255,155", video_format="prores", precision="fp32",
+        placement=None, threads=None, quiet=False,
+    )
+
+
+@app.command()
 def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List registered backends, whether they run here, and why not."""
     rows = []
