@@ -78,6 +78,12 @@ class TorchBackend:
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return [self.device_type]
 
+    def module_flops(self, dims, weights: str = "seeded:v1-pm") -> dict[str, int]:
+        """FLOPs per module at ``dims``, counted once by tracing the torch modules."""
+        from .flops import count_module_flops
+
+        return count_module_flops(dims)
+
     def load(self, request: LoadRequest) -> Mapping[str, TorchModule]:
         ok, reason = self.available()
         if not ok:
