@@ -17,7 +17,7 @@ import numpy as np
 from . import plugins
 from .errors import BackendError, InputError
 from .protocol import LoadRequest, Module
-from .spec import MODULE_NAMES, Dims
+from .spec import MODULE_NAMES, VARIANT_OF, Dims
 from .state import MemoryConfig, matte_frames
 
 DEFAULT_BACKEND = "torch"
@@ -86,7 +86,12 @@ def load_modules(
     for name in dict.fromkeys(wanted.values()):
         request = LoadRequest(weights=weights, dims=dims, precision=precision, threads=threads, options=dict(options or {}))
         loaded[name] = resolve_backend(name).load(request)
-    return {m: loaded[b][m] for m, b in wanted.items()}
+    chosen = {m: loaded[b][m] for m, b in wanted.items()}
+    # an optional variant comes from the backend of the module it stands in for
+    for variant, base in VARIANT_OF.items():
+        if variant in loaded[wanted[base]]:
+            chosen[variant] = loaded[wanted[base]][variant]
+    return chosen
 
 
 def matte(
@@ -188,20 +193,18 @@ def convert_video(
                 sized = info if frame.rgb.shape[:2] == (info.height, info.width) else _resized_info(info, frame.rgb)
                 sinks = writers.make_writers(
                     Path(output_dir), sized, list(outputs), alpha_format=alpha_format,
-                    background=background, video_format=video_format,
+                    background=background, video_format=video_format, start_frame=options.get("start", 0),
                 )
-            for sink in sinks:
-                sink.write(frame.rgb, frame.alpha)
+            sinks.write(frame.rgb, frame.alpha)
             if progress is not None:
                 progress(frame.index)
     except BaseException:
-        for sink in sinks or []:
-            sink.abort()
+        if sinks is not None:
+            sinks.abort()
         raise
-    written: list[Path] = []
-    for sink in sinks or []:
-        written += list(sink.close())
-    return written
+    if sinks is None:
+        raise InputError(f"{input} produced no frames (check --start and --frames)")
+    return list(sinks.close())
 
 
 def _resized_info(info, rgb: np.ndarray):

@@ -208,11 +208,27 @@ MODULE_SPECS: Mapping[str, ModuleSpec] = {
     s.name: s for s in (ENCODER, MASK_ENCODER, READ_FIRST, READ, DECODER)
 }
 
+MASK_VALUE = ModuleSpec(
+    name="mask_value",
+    inputs=(MASK_ENCODER.inputs[0], _PIX_FEAT, MASK_ENCODER.inputs[3]),
+    outputs=(MASK_ENCODER.outputs[0],),
+    doc=(
+        "Shallow mask encoding for non-memory frames: only the mask value the next frame's "
+        "uncertainty blend needs, without the sensory update and object summary nobody reads."
+    ),
+)
+
+#: Optional fast variants. A backend may provide them next to the five modules; the state machine
+#: uses one when present and falls back to the full module (``VARIANT_OF``) otherwise.
+OPTIONAL_MODULE_SPECS: Mapping[str, ModuleSpec] = {MASK_VALUE.name: MASK_VALUE}
+VARIANT_OF: Mapping[str, str] = {"mask_value": "mask_encoder"}
+ALL_MODULE_SPECS: Mapping[str, ModuleSpec] = {**MODULE_SPECS, **OPTIONAL_MODULE_SPECS}
+
 
 def describe(dims: Dims) -> dict:
     """The declaration resolved for ``dims``, as JSON-ready data (manifests, `matanyone modules`)."""
     out: dict = {"height": dims.height, "width": dims.width, "mem_frames": dims.mem_frames, "modules": {}}
-    for spec in MODULE_SPECS.values():
+    for spec in ALL_MODULE_SPECS.values():
         out["modules"][spec.name] = {
             "inputs": [
                 {"name": t.name, "shape": list(t.resolve(dims)), "dtype": t.dtype} for t in spec.inputs

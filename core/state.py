@@ -138,7 +138,14 @@ class MattingStateMachine:
             self.recorder(event, tensors)
 
     def _encode_and_remember(self, enc: Mapping[str, np.ndarray], mask: np.ndarray, deep: bool) -> None:
-        """Mask encoder; on memory frames also the memory write, object sum and sensory update."""
+        """Mask encoder; on memory frames also the memory write, object sum and sensory update.
+
+        Non-memory frames need only the mask value; the shallow variant skips the rest when the
+        backend offers it."""
+        shallow = self.modules.get("mask_value")
+        if not deep and shallow is not None:
+            self.last_msk_value = shallow(f1=enc["f1"], pix_feat=enc["pix_feat"], mask=mask)["mask_value"]
+            return
         out = self.modules["mask_encoder"](f1=enc["f1"], pix_feat=enc["pix_feat"], sensory=self.sensory, mask=mask)
         self.last_msk_value = out["mask_value"]
         if not deep:

@@ -4,8 +4,11 @@ tests that need it skip with a reason when it is absent, and fail instead when C
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
+import av
 import numpy as np
 import pytest
 
@@ -64,3 +67,72 @@ def torch_modules(torch_net):
     from matanyone_engine.backends.torch.plugin import TorchModule
 
     return {n: TorchModule(s, torch.device("cpu"), "fp32") for n, s in build_torch_modules(torch_net).items()}
+
+
+# --- synthetic clips for the video/mask/writer tests ---------------------------------------------
+
+
+def frame_pattern(index: int, height: int, width: int) -> np.ndarray:
+    """A frame whose red level encodes its index (16 + (20 * index) % 220), so order is checkable
+    after lossy encoding, on a smooth gradient that H.264 keeps nearly exact."""
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    frame[:, :, 0] = 16 + (20 * index) % 220
+    frame[:, :, 1] = np.linspace(40, 200, width, dtype=np.float32)[None, :].astype(np.uint8)
+    frame[:, :, 2] = np.linspace(60, 180, height, dtype=np.float32)[:, None].astype(np.uint8)
+    return frame
+
+
+def write_clip(
+    path: Path,
+    frames: int = 10,
+    height: int = 64,
+    width: int = 96,
+    fps: Fraction | int = 24,
+    audio: bool = False,
+    faststart: bool = False,
+    noise: bool = False,
+    tone_from: float = 0.0,
+    audio_codec: str = "aac",
+) -> Path:
+    """An H.264 clip of frame_pattern frames (or random noise, for big files), optionally with a
+    mono track (AAC unless ``audio_codec`` says otherwise) as long as the video (silent until ``tone_from`` seconds, then a 440 Hz tone),
+    optionally with the index at the front (faststart)."""
+    options = {"movflags": "faststart"} if faststart else {}
+    rng = np.random.default_rng(0)
+    with av.open(str(path), mode="w", options=options) as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = None
+        rate = 48000 if audio_codec == "libopus" else 44100
+        if audio:
+            sound = container.add_stream(audio_codec, rate=rate)
+            sound.layout = "mono"
+        for i in range(frames):
+            if noise:
+                image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            else:
+                image = frame_pattern(i, height, width)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if sound is not None:
+            samples = int(rate * frames / float(fps))
+            t = np.arange(samples, dtype=np.float32) / rate
+            tone = np.where(t >= tone_from, 0.2 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)[None, :]
+            chunk = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+            chunk.sample_rate = rate
+            chunk.pts = 0
+            container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
+    return path
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> Callable[..., Path]:
+    """write_clip into tmp_path: ``make_clip("name.mp4", frames=10, audio=True, ...)``."""
+
+    def make(name: str = "clip.mp4", **kwargs) -> Path:
+        return write_clip(tmp_path / name, **kwargs)
+
+    return make

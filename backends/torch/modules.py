@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from matanyone_engine.core.spec import MODULE_SPECS, Dims
+from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
 
 from .network import MatAnyoneNet
 
@@ -22,7 +22,7 @@ class _Stage(nn.Module):
 
     @property
     def spec(self):
-        return MODULE_SPECS[self.spec_name]
+        return ALL_MODULE_SPECS[self.spec_name]
 
 
 class EncoderModule(_Stage):
@@ -37,6 +37,15 @@ class MaskEncoderModule(_Stage):
 
     def forward(self, f1, pix_feat, sensory, mask):
         return self.net.encode_mask(f1, pix_feat, sensory, mask)
+
+
+class MaskValueModule(_Stage):
+    """Only the mask value, for non-memory frames (no sensory update, no object summary)."""
+
+    spec_name = "mask_value"
+
+    def forward(self, f1, pix_feat, mask):
+        return (self.net.mask_encoder.value(f1, pix_feat, mask),)
 
 
 class ReadFirstModule(_Stage):
@@ -80,16 +89,20 @@ class DecoderModule(_Stage):
 
 MODULE_CLASSES: Mapping[str, type[_Stage]] = {
     cls.spec_name: cls
-    for cls in (EncoderModule, MaskEncoderModule, ReadFirstModule, ReadModule, DecoderModule)
+    for cls in (EncoderModule, MaskEncoderModule, MaskValueModule, ReadFirstModule, ReadModule, DecoderModule)
 }
 
 
-def build_torch_modules(net: MatAnyoneNet, dims: Dims | None = None) -> dict[str, nn.Module]:
-    """One nn.Module per declared module, sharing the network's parameters.
+def build_torch_modules(
+    net: MatAnyoneNet, dims: Dims | None = None, optional: bool = False
+) -> dict[str, nn.Module]:
+    """One nn.Module per declared module (plus the optional variants when asked), sharing the
+    network's parameters.
 
     ``dims`` is accepted for symmetry with exporters; the torch modules work at any padded size.
     """
-    return {name: MODULE_CLASSES[name](net).eval() for name in MODULE_SPECS}
+    names = ALL_MODULE_SPECS if optional else MODULE_SPECS
+    return {name: MODULE_CLASSES[name](net).eval() for name in names}
 
 
 def run_module(module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

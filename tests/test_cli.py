@@ -1,0 +1,158 @@
+"""`matanyone run` end to end on real and synthetic clips, and every bad input as one clean line."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from matanyone_engine.core.cli import app
+
+from conftest import write_clip
+
+FAST = ["--warmup", "1", "--erode", "3", "--dilate", "3"]
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name) if folder.exists() else []
+
+
+@pytest.fixture()
+def clip(tmp_path):
+    path = write_clip(tmp_path / "clip.mp4", frames=5, height=48, width=80)
+    mask = np.zeros((48, 80), np.uint8)
+    mask[10:40, 20:60] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return path, tmp_path / "mask.png"
+
+
+def test_run_video_writes_16bit_alpha_per_frame(clip, tmp_path):
+    video, mask = clip
+    result = run_cli(video, "--mask", mask, "-o", tmp_path / "out", *FAST)
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "out" / "clip" / "alpha").iterdir())
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(5)]
+    image = Image.open(files[0])
+    assert image.mode in ("I;16", "I") and image.size == (80, 48)
+    assert stat.S_IMODE(os.stat(files[0]).st_mode) & 0o044  # readable by others, not a private temp file
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_run_frame_folder_sorted_by_name(clip, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("b.png", "a.png", "c.png"):
+        Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(frames / name)
+    (frames / "notes.txt").write_text("ignored")
+    result = run_cli(frames, "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--frames", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out" / "frames" / "alpha").iterdir()) == ["000000.png", "000001.png"]
+
+
+def test_real_clip_with_max_size(data_dir, tmp_path):
+    result = run_cli(data_dir / "test-sample1.mp4", "--mask", data_dir / "test-sample1.png", "-o", tmp_path / "o",
+                     "--max-size", "64", "--frames", "3", "--warmup", "1", "--outputs", "alpha,rgba")
+    assert result.exit_code == 0, result.output
+    alpha = np.array(Image.open(tmp_path / "o" / "test-sample1" / "alpha" / "000002.png"))
+    assert alpha.shape == (64, 113)
+    rgba = Image.open(tmp_path / "o" / "test-sample1" / "rgba" / "000000.png")
+    assert rgba.mode == "RGBA"
+
+
+def _bad_cases(tmp_path: Path, clip: tuple[Path, Path]):
+    video, mask = clip
+    truncated = tmp_path / "truncated.mp4"
+    data = video.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    not_image = tmp_path / "mask.txt"
+    not_image.write_text("hello")
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((48, 80), np.uint8)).save(empty)
+    white = tmp_path / "white.png"
+    Image.fromarray(np.full((48, 80), 255, np.uint8)).save(white)
+    wrong_aspect = tmp_path / "square.png"
+    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(wrong_aspect)
+    bad_ckpt = tmp_path / "matanyone.pth"
+    bad_ckpt.write_bytes(b"garbage")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    return {
+        "missing input": ([tmp_path / "nope.mp4", "--mask", mask], "not found"),
+        "truncated video": ([truncated, "--mask", mask], "decode"),
+        "mask not an image": ([video, "--mask", not_image], "not an image"),
+        "empty mask": ([video, "--mask", empty], "mask"),
+        "all-white mask": ([video, "--mask", white], "mask"),
+        "mask of another shape": ([video, "--mask", wrong_aspect], "mask is"),
+        "corrupt checkpoint": ([video, "--mask", mask, "--weights", bad_ckpt], "cannot read checkpoint"),
+        "unknown backend": ([video, "--mask", mask, "--backend", "nope"], "unknown backend"),
+        "unwritable output": ([video, "--mask", mask, "-o", a_file / "sub"], "cannot"),
+    }
+
+
+CASES = ["missing input", "truncated video", "mask not an image", "empty mask", "all-white mask",
+         "mask of another shape", "corrupt checkpoint", "unknown backend", "unwritable output"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_nonzero_and_leaves_nothing(case, clip, tmp_path):
+    args, expected = _bad_cases(tmp_path, clip)[case]
+    out = tmp_path / "out"
+    if "-o" not in args:
+        args = [*args, "-o", out]
+    result = run_cli(*args, *FAST)
+    assert result.exit_code not in (0, None), result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.output
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert leftovers(tmp_path) == [] and not (out / "clip").exists()
+
+
+def test_mask_with_same_aspect_is_resized_with_a_warning(clip, tmp_path):
+    video, _ = clip
+    half = np.zeros((24, 40), np.uint8)
+    half[5:20, 10:30] = 255
+    Image.fromarray(half).save(tmp_path / "half.png")
+    with pytest.warns(UserWarning, match="resiz"):
+        result = run_cli(video, "--mask", tmp_path / "half.png", "-o", tmp_path / "out", *FAST, "--frames", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_unavailable_backend_says_why(clip, tmp_path):
+    from matanyone_engine.core import plugins
+
+    unavailable = [n for n, b in plugins.backends().items() if not b.available()[0]]
+    if not unavailable:
+        pytest.skip("every registered backend runs on this machine")
+    result = run_cli(clip[0], "--mask", clip[1], "-o", tmp_path / "out", "--backend", unavailable[0], *FAST)
+    assert result.exit_code != 0
+    assert f"backend {unavailable[0]} is unavailable here:" in result.output
+
+
+def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
+    from matanyone_engine.core import state
+
+    real = state.matte_frames
+
+    def interrupted(*args, **kwargs):
+        for i, frame in enumerate(real(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield frame
+
+    monkeypatch.setattr("matanyone_engine.core.api.matte_frames", interrupted)
+    result = run_cli(clip[0], "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "alpha,foreground")
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
+    assert leftovers(tmp_path) == []
+    assert not (tmp_path / "out" / "clip").exists() and not (tmp_path / "out" / "clip_foreground.mp4").exists()
