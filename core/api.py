@@ -142,9 +142,12 @@ def matte(
     if modules is None:
         modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
 
+    from .pipeline import prefetch
+
     source = video.iter_frames(input, start=start, count=frames)
     if (height, width) != (info.height, info.width):
         source = (video.resize_to_max_size(f, max_size) for f in source)
+    source = prefetch(source, depth=4)
     kept: list[np.ndarray] = []
 
     def remember(frames_in):
@@ -183,10 +186,13 @@ def convert_video(
     """
     from . import video, writers
 
+    from .pipeline import BackgroundSink
+
     info = video.probe(input)
     writers.check_writable(Path(output_dir))
     matte_iter = matte(input, mask, **options)
     sinks = None
+    encoder: BackgroundSink | None = None
     try:
         for frame in matte_iter:
             if sinks is None:
@@ -195,10 +201,18 @@ def convert_video(
                     Path(output_dir), sized, list(outputs), alpha_format=alpha_format,
                     background=background, video_format=video_format, start_frame=options.get("start", 0),
                 )
-            sinks.write(frame.rgb, frame.alpha)
+                encoder = BackgroundSink(lambda f, s=sinks: s.write(f.rgb, f.alpha))
+            encoder.put(frame)
             if progress is not None:
                 progress(frame.index)
+        if encoder is not None:
+            encoder.join()
     except BaseException:
+        if encoder is not None:
+            try:
+                encoder.join()
+            except BaseException:
+                pass
         if sinks is not None:
             sinks.abort()
         raise

@@ -34,7 +34,8 @@ def run(
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder."),
     backend: str = typer.Option("torch", "--backend", "-b", help="Backend name (see `matanyone backends`)."),
     weights: str = typer.Option(
-        "seeded:v1-pm", "--weights", "-w", help="Checkpoint path, or seeded:v1-pm for random test weights."
+        "official", "--weights", "-w",
+        help="official (cached, downloaded on first use), a .pth/.safetensors path, or seeded:v1-pm (random test weights).",
     ),
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),

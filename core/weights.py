@@ -4,6 +4,7 @@ A weights reference is what users type after ``--weights``:
     seeded:v1-pm            random weights from the recipe in ../shared/golden/GOLDEN.md
     seeded:v1               the same without the pred_mat tweak
     seeded:v1-pm:PREFIX     a different seed family (PREFIX is prepended to every key name)
+    official                the official checkpoint from the local cache, downloaded on first use
     path/to/matanyone.pth   the official checkpoint
     path/to/model.safetensors  the Hugging Face checkpoint
 Seeded weights are random: they exist for tests and benchmarks, never for real mattes.
@@ -41,6 +42,10 @@ class WeightsRef:
 
 
 def parse_weights(ref: str) -> WeightsRef:
+    if ref in ("official", "default", ""):
+        from .checkpoints import official_checkpoint
+
+        return WeightsRef("file", path=official_checkpoint())
     if ref.startswith("seeded:"):
         parts = ref.split(":", 2)
         variant = parts[1] if len(parts) > 1 else ""

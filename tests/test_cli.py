@@ -19,7 +19,11 @@ FAST = ["--warmup", "1", "--erode", "3", "--dilate", "3"]
 
 
 def run_cli(*args: str):
-    return CliRunner().invoke(app, ["run", *map(str, args)])
+    """`matanyone run` with seeded test weights unless the case names its own."""
+    args = list(map(str, args))
+    if "--weights" not in args:
+        args += ["--weights", "seeded:v1-pm"]
+    return CliRunner().invoke(app, ["run", *args])
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -126,6 +130,14 @@ def test_mask_with_same_aspect_is_resized_with_a_warning(clip, tmp_path):
     with pytest.warns(UserWarning, match="resiz"):
         result = run_cli(video, "--mask", tmp_path / "half.png", "-o", tmp_path / "out", *FAST, "--frames", "2")
     assert result.exit_code == 0, result.output
+
+
+def test_default_weights_offline_say_how_to_get_them(clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["run", str(clip[0]), "--mask", str(clip[1]), "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "official MatAnyone checkpoint is not in" in result.output and "--weights" in result.output
 
 
 def test_unavailable_backend_says_why(clip, tmp_path):

@@ -104,3 +104,24 @@ def test_corrupt_checkpoint_is_one_clear_error(tmp_path):
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(WeightsError, match="cannot read checkpoint matanyone.pth"):
         load_network(str(path))
+
+
+def test_official_weights_offline_is_one_helpful_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError) as info:
+        parse_weights("official")
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path / "weights") in message and "matanyone.pth" in message and "--weights" in message
+
+
+def test_official_weights_found_in_cache_and_checksum_guarded(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "matanyone.pth").write_bytes(b"abc")
+    assert parse_weights("official").path == folder / "matanyone.pth"
+    (folder / "matanyone.pth.sha256").write_text("0" * 64 + "\n")
+    with pytest.raises(WeightsError, match="checksum"):
+        parse_weights("official")
