@@ -20,7 +20,9 @@ from .protocol import LoadRequest, Module
 from .spec import MODULE_NAMES, VARIANT_OF, Dims
 from .state import MemoryConfig, matte_frames
 
-DEFAULT_BACKEND = "torch"
+DEFAULT_BACKEND = "auto"
+#: Without a measured placement profile, `auto` takes the first of these that runs here.
+AUTO_PREFERENCE = ("onnx-cuda", "torch-cuda", "coreml-all", "onnx-cpu", "torch")
 
 
 @dataclass
@@ -57,6 +59,24 @@ def parse_placement(spec: str | Mapping[str, str] | None) -> dict[str, str]:
     return table
 
 
+def auto_choice() -> tuple[str, dict[str, str]]:
+    """(backend, placement) for ``--backend auto``: the profile written by ``matanyone bench
+    --search`` when there is one, else the first backend of AUTO_PREFERENCE that runs here."""
+    from .bench import default_profile_path
+
+    profile = default_profile_path()
+    if profile.exists():
+        table = parse_placement(str(profile))
+        if table and all(plugins.backends().get(b) and plugins.backends()[b].available()[0] for b in table.values()):
+            first = next(iter(table.values()))
+            return first, table
+    for name in AUTO_PREFERENCE:
+        backend = plugins.backends().get(name)
+        if backend is not None and backend.available()[0]:
+            return name, {}
+    raise BackendError("no backend can run here; install torch==2.13.0 or onnxruntime (see `matanyone backends`)")
+
+
 def resolve_backend(name: str):
     """The registered backend ``name``, checked to be runnable here."""
     try:
@@ -81,6 +101,9 @@ def load_modules(
 ) -> dict[str, Module]:
     """The five modules, each from its placed backend (``backend`` for the rest)."""
     table = parse_placement(placement)
+    if backend == "auto":
+        backend, measured = auto_choice()
+        table = {**measured, **table}
     wanted = {m: table.get(m, backend) for m in MODULE_NAMES}
     loaded: dict[str, Mapping[str, Module]] = {}
     for name in dict.fromkeys(wanted.values()):

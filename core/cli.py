@@ -30,9 +30,20 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
-    mask: Path = typer.Option(..., "--mask", "-m", help="First-frame mask (white = foreground)."),
+    mask: Optional[Path] = typer.Option(
+        None, "--mask", "-m", help="First-frame mask (white = foreground); or use --mask-box / --mask-provider."
+    ),
+    mask_box: Optional[str] = typer.Option(
+        None, "--mask-box", help="First-frame box x,y,w,h in pixels; the mask is cut out by GrabCut."
+    ),
+    mask_provider: Optional[str] = typer.Option(
+        None, "--mask-provider", help="First-frame mask source: file, box, vision or a plugin's (see `matanyone plugins`)."
+    ),
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder."),
-    backend: str = typer.Option("torch", "--backend", "-b", help="Backend name (see `matanyone backends`)."),
+    backend: str = typer.Option(
+        "auto", "--backend", "-b",
+        help="Backend name (see `matanyone backends`); auto = the measured placement profile, else the fastest available.",
+    ),
     weights: str = typer.Option(
         "official", "--weights", "-w",
         help="official (cached, downloaded on first use), a .pth/.safetensors path, or seeded:v1-pm (random test weights).",
@@ -59,9 +70,12 @@ def run(
     started = time.perf_counter()
     progress_cb, finish = _progress(quiet)
     try:
+        from .mask_providers import first_frame_mask
+
+        first_mask = first_frame_mask(input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=start)
         written = convert_video(
             input,
-            mask,
+            first_mask,
             output,
             outputs=expanded,
             alpha_format=alpha_format,
@@ -144,7 +158,7 @@ def demo(
         clip, mask = found
     typer.echo(f"demo: {clip} with seeded:v1-pm weights (random: output shows the pipeline, not quality)", err=True)
     run(
-        input=clip, mask=mask, output=output, backend=backend, weights="seeded:v1-pm", warmup=10, erode=10,
+        input=clip, mask=mask, mask_box=None, mask_provider=None, output=output, backend=backend, weights="seeded:v1-pm", warmup=10, erode=10,
         dilate=10, max_size=max_size, start=0, frames=frames, outputs=["alpha", "foreground", "rgba"],
         alpha_format="png16", background="120,255,155", video_format="prores", precision="fp32",
         placement=None, threads=None, quiet=False,
@@ -205,6 +219,14 @@ def export(
         _fail(str(exc), exc.exit_code)
     typer.echo(f"exported {format} ({dims.height}x{dims.width}, T={mem_frames}, {precision}) to {output}")
     del manifest
+
+
+@app.command("plugins")
+def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List plugins (loaded, excluded, failed), where they come from, their hooks and what they register."""
+    from .plugin_info import plugins_command
+
+    plugins_command(as_json)
 
 
 @app.command()
