@@ -1,0 +1,35 @@
+"""Core ML backends (coreml-cpu / -gpu / -ane / -all), per-module placement, and frame geometry.
+
+Nothing here imports torch or coremltools at import time; geometry.py is pure numpy.
+"""
+
+from .backend import (
+    BACKENDS,
+    COMPUTE_UNITS,
+    UNAVAILABLE_REASON,
+    CoreMLBackend,
+    CoreMLModule,
+    coreml_status,
+    resolve_placement,
+)
+from .clip import FittedFrame, matte_fitted
+from .compute_plan import ComputePlanReport, coreml_compute_plan_report
+from .geometry import FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
+
+__all__ = [
+    "BACKENDS",
+    "COMPUTE_UNITS",
+    "ComputePlanReport",
+    "CoreMLBackend",
+    "CoreMLModule",
+    "FittedFrame",
+    "FrameGeometry",
+    "UNAVAILABLE_REASON",
+    "alpha_to_frame",
+    "coreml_compute_plan_report",
+    "coreml_status",
+    "frame_to_package",
+    "matte_fitted",
+    "plan_geometry",
+    "resolve_placement",
+]

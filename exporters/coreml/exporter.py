@@ -1,0 +1,397 @@
+"""The CoreML exporter: five ML Program packages plus manifest.json, checked before they are kept.
+
+When the torch backend offers the optional fast variants of core.spec (``mask_value``: the mask
+encoding alone, for non-memory frames), they are exported as packages of their own too, so the
+state machine can skip the sensory update and object summary on four frames out of five.
+
+    from matanyone_engine.exporters.coreml import CoreMLExporter
+    manifest = CoreMLExporter().export("seeded:v1-pm", Dims(432, 768), precision="fp16", out_dir="out/")
+    cached_dir = CoreMLExporter().ensure("seeded:v1-pm", Dims(432, 768), "fp16")  # via core/cache.py
+
+Why it looks like this:
+* Packages are fixed-size (default 432x768, T=5, the earlier iOS port's landscape size); any
+  video is fitted to that size by backends/coreml/geometry.py. Fixed shapes are what lets Core ML
+  plan GPU / Neural Engine execution.
+* Every package goes through the static checks of checks.py right after conversion, on any OS;
+  a package that fails is never recorded in a manifest, so no loader can pick it up.
+* ``validate=True`` additionally records realistic inputs by running the torch modules through
+  the engine's own state machine, and measures each module's fp16 drift on them (drift.py) —
+  the only numeric validation possible without a Mac. On macOS with the Core ML runtime, the
+  packages themselves are also run on those inputs and compared with PyTorch.
+* The manifest (core/manifest.py) records the declaration, size, precision, weights digest,
+  library versions, FLOPs per module, package sizes and every check/drift number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from matanyone_engine.core.errors import ExportError
+from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
+
+from .checks import CheckLimits, DEFAULT_LIMITS, PackageReport, check_package
+from .compat import coremltools_version
+from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, example_inputs
+
+#: Bumped whenever the bytes this exporter writes change for the same request (part of the cache key).
+EXPORTER_VERSION = "1"
+EXPORTER_NAME = "matanyone_engine.exporters.coreml"
+#: The earlier iOS port's landscape size; both sides are multiples of 16.
+DEFAULT_DIMS = Dims(432, 768, 5)
+PACKAGE_SUFFIX = ".mlpackage"
+
+if TYPE_CHECKING:
+    from matanyone_engine.core.manifest import Manifest
+
+Log = Callable[[str], None]
+
+
+def package_name(module: str) -> str:
+    """File name of a module's package inside an artifact directory (encoder.mlpackage, …)."""
+    return module + PACKAGE_SUFFIX
+
+
+class CoreMLExporter:
+    """Registered under ``format = "coreml"`` by backends/coreml/plugin.py."""
+
+    format = "coreml"
+    description = "Core ML ML Program packages (.mlpackage), fixed size, fp16 or fp32"
+    version = EXPORTER_VERSION
+    file_suffix = PACKAGE_SUFFIX
+    default_dims = DEFAULT_DIMS
+    targets = TARGETS
+    precisions = PRECISIONS
+
+    def export(
+        self,
+        weights: str = "seeded:v1-pm",
+        dims: Dims | None = None,
+        precision: str = "fp16",
+        target: str = DEFAULT_TARGET,
+        out_dir: str | Path | None = None,
+        validate: bool = True,
+        *,
+        modules: Mapping[str, Any] | None = None,
+        weights_digest: str | None = None,
+        frames: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        limits: CheckLimits = DEFAULT_LIMITS,
+        log: Log | None = None,
+    ) -> Manifest:
+        """Export the five modules to ``out_dir``, write its manifest.json and return the manifest.
+
+        With ``out_dir=None`` the set goes into (or is found in) the artifact cache (``ensure``).
+        ``modules`` replaces the network built from ``weights`` (tests use small stand-ins; the
+        ``weights`` string is then only recorded). ``frames``/``mask`` (uint8, at ``dims``) give
+        the validation a real clip instead of the built-in synthetic one. The static checks always
+        run; ``validate`` adds the numeric validation (see the module docstring).
+        """
+        started = time.monotonic()
+        dims = dims or DEFAULT_DIMS
+        _check_request(precision, target)
+        if out_dir is None and modules is None:
+            from matanyone_engine.core.manifest import read_manifest
+
+            return read_manifest(self.ensure(weights, dims, precision, target, validate=validate, log=log))
+        if out_dir is None:
+            raise ExportError("exporting given torch modules needs an out_dir (the cache is keyed by weights)")
+        say = log or (lambda message: None)
+        directory = Path(out_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        # A manifest left by an earlier export must not vouch for packages this run replaces.
+        (directory / "manifest.json").unlink(missing_ok=True)
+
+        if modules is None:
+            say(f"loading weights {weights}")
+            torch_modules, digest = _network_modules(weights, dims)
+        else:
+            torch_modules = dict(modules)
+            digest = weights_digest or _modules_digest(torch_modules)
+        missing = [n for n in MODULE_NAMES if n not in torch_modules]
+        if missing:
+            raise ExportError(f"modules missing for the CoreML export: {', '.join(missing)}")
+        # The five modules, plus the optional fast variants (core.spec, e.g. mask_value) offered.
+        names = [n for n in ALL_MODULE_SPECS if n in torch_modules]
+        torch_modules = {n: torch_modules[n] for n in names}
+        if weights_digest is not None:
+            digest = weights_digest
+
+        from .drift import measure_drift, recorded_inputs, reference_outputs
+
+        if validate:
+            say("recording realistic inputs through the state machine")
+            try:
+                input_sets = recorded_inputs(torch_modules, dims, frames=frames, mask=mask, keep="last")
+            except ValueError as exc:
+                raise ExportError(f"cannot record validation inputs: {exc}") from None
+            inputs_how = "state machine on " + ("the given clip" if frames is not None else "a synthetic clip")
+        else:
+            input_sets = {name: [example_inputs(name, dims)] for name in names}
+            inputs_how = "uniform random inputs of the declared shapes"
+        references, flops = reference_outputs(torch_modules, input_sets)
+
+        reports: dict[str, PackageReport] = {}
+        for name in names:
+            path = directory / package_name(name)
+            if path.exists():
+                shutil.rmtree(path)
+            say(f"converting {name} ({precision}, {target})")
+            convert_module(
+                name, torch_modules[name], dims, path, precision=precision, target=target,
+                inputs=input_sets[name][0],
+                metadata={"matanyone.weights": weights, "matanyone.weights_digest": digest,
+                          "matanyone.exporter_version": EXPORTER_VERSION},
+            )
+            reports[name] = check_package(path, name, dims, precision, limits=limits)
+            say(f"  {name}: {reports[name].operations} ops, {reports[name].size_bytes / 1e6:.1f} MB, checks passed")
+
+        validation: dict[str, Any] = {
+            "static_checks": {name: r.to_dict() for name, r in reports.items()},
+            "inputs": inputs_how,
+        }
+        if validate and precision == "fp16":
+            say("measuring fp16 drift (torch, simulated Core ML FLOAT16)")
+            validation["fp16_drift"] = measure_drift(torch_modules, input_sets, references=references)
+        if validate:
+            runtime = _runtime_validation(directory, dims, precision, input_sets, references, validation, say)
+            if runtime is not None:
+                validation["coreml_vs_torch"] = runtime
+
+        return _write_manifest(
+            directory, weights=weights, digest=digest, dims=dims, precision=precision, target=target,
+            flops=flops, reports=reports, validation=validation, seconds=time.monotonic() - started,
+        )
+
+    def ensure(
+        self,
+        weights: str,
+        dims: Dims | None = None,
+        precision: str = "fp16",
+        target: str = DEFAULT_TARGET,
+        *,
+        validate: bool = False,
+        log: Log | None = None,
+        root: Path | None = None,
+    ) -> Path:
+        """The cached artifact directory for the request (core/cache.py), exporting it first if absent.
+
+        The deployment target is part of the cache key (through the exporter version string), so
+        macOS14 and iOS17 sets never overwrite each other.
+        """
+        from matanyone_engine.core.cache import cached_weights_digest, ensure_artifacts
+
+        dims = dims or DEFAULT_DIMS
+        _check_request(precision, target)
+        loaded: dict[str, Any] = {}
+
+        def compute_digest() -> str:
+            loaded["modules"], loaded["digest"] = _network_modules(weights, dims)
+            return loaded["digest"]
+
+        digest = cached_weights_digest(weights, compute_digest, root=root)
+
+        def build(tmp: Path) -> None:
+            if "modules" not in loaded:
+                loaded["modules"], loaded["digest"] = _network_modules(weights, dims)
+            self.export(weights, dims, precision, target, tmp, validate, modules=loaded["modules"],
+                        weights_digest=loaded["digest"], log=log)
+
+        try:
+            return ensure_artifacts(
+                "coreml", weights, dims, precision, build, weights_digest=digest,
+                exporter_version=cache_version(target), root=root, log=log,
+            )
+        finally:
+            loaded.clear()
+
+
+def cache_version(target: str = DEFAULT_TARGET) -> str:
+    """The exporter-version part of the cache key: exporter version and deployment target."""
+    return f"{EXPORTER_VERSION}+{target}"
+
+
+def _check_request(precision: str, target: str) -> None:
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; the CoreML exporter writes {' or '.join(PRECISIONS)}")
+    if target not in TARGETS:
+        raise ExportError(f"unknown deployment target {target!r}; use one of {', '.join(TARGETS)}")
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _network_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
+    """The real network's five torch modules and its weights digest."""
+    try:
+        from matanyone_engine.backends.torch.modules import build_torch_modules
+        from matanyone_engine.backends.torch.network import load_network
+    except ImportError as exc:
+        raise ExportError(
+            f"the CoreML export needs torch ({exc}); pip install 'matanyone-engine[torch,coreml]'"
+        ) from None
+    net = load_network(weights)
+    digest = getattr(net, "weights_digest", "") or _modules_digest({"net": net})
+    try:
+        modules = build_torch_modules(net, dims, optional=True)  # with the fast variants
+    except TypeError:  # a torch backend without optional variants
+        modules = build_torch_modules(net, dims)
+    return modules, digest
+
+
+def _modules_digest(modules: Mapping[str, Any]) -> str:
+    """sha256 over every module's parameters and buffers (for modules not built from a reference)."""
+    from matanyone_engine.core.weights import weights_digest
+
+    state: dict[str, np.ndarray] = {}
+    for name in sorted(modules):
+        for key, value in modules[name].state_dict().items():
+            state[f"{name}.{key}"] = value.detach().cpu().numpy()
+    if not state:
+        return hashlib.sha256(b"no parameters").hexdigest()
+    return weights_digest(state)
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "coremltools": coremltools_version()}
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - the exporter needs torch anyway
+        pass
+    try:
+        from matanyone_engine.core import __version__
+
+        versions["matanyone_engine"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    versions["platform"] = f"{platform.system()} {platform.release()} {platform.machine()}"
+    return versions
+
+
+def _write_manifest(
+    directory: Path,
+    *,
+    weights: str,
+    digest: str,
+    dims: Dims,
+    precision: str,
+    target: str,
+    flops: Mapping[str, int],
+    reports: Mapping[str, PackageReport],
+    validation: Mapping[str, Any],
+    seconds: float,
+) -> Manifest:
+    """The one place that builds the manifest (core/manifest.py's format-neutral layout)."""
+    from matanyone_engine.core.manifest import new_manifest, write_manifest
+
+    sizes = {name: r.size_bytes for name, r in reports.items()}
+    manifest = new_manifest(
+        format="coreml",
+        dims=dims,
+        precision=precision,
+        weights=weights,
+        weights_digest=digest,
+        exporter=EXPORTER_NAME,
+        exporter_version=EXPORTER_VERSION,
+        files={name: package_name(name) for name in reports},
+        libraries=_library_versions(),
+        flops={name: int(flops.get(name, 0)) for name in reports},
+        flops_method="torch.utils.flop_counter.FlopCounterMode on the float32 torch module "
+        "(2 FLOPs per multiply-add; convolutions and matrix products only)",
+        validation=dict(validation),
+        extra={
+            "deployment_target": target,
+            "compute_precision": "FLOAT16" if precision == "fp16" else "FLOAT32",
+            "io_dtype": "float32",
+            "model_type": "mlprogram",
+            "package_bytes": sizes,
+            "total_bytes": int(sum(sizes.values())),
+            "weight_dtype": {name: r.weight_dtype for name, r in reports.items()},
+            "export_seconds": round(seconds, 1),
+        },
+    )
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def runtime_available() -> bool:
+    """True where Core ML can run packages (macOS 13+ with coremltools' runtime extension)."""
+    if sys.platform != "darwin":
+        return False
+    try:
+        release = tuple(int(p) for p in platform.mac_ver()[0].split(".")[:2] if p)
+    except ValueError:
+        return False
+    if not release or release[0] < 13:
+        return False
+    try:
+        from coremltools import libcoremlpython  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _runtime_validation(
+    directory: Path,
+    dims: Dims,
+    precision: str,
+    input_sets: Mapping[str, list[dict[str, np.ndarray]]],
+    references: Mapping[str, list[dict[str, np.ndarray]]],
+    validation: Mapping[str, Any],
+    say: Log,
+) -> dict[str, Any] | None:
+    """On macOS: run each package (CPU_ONLY, deterministic) and compare with the torch outputs.
+
+    fp32 packages must match PyTorch closely (core.manifest.check_module_outputs raises
+    ValidationError otherwise). fp16 packages are held to a bound derived from the measured
+    simulated drift (4x, plus a floor), and must never produce non-finite values.
+    """
+    if not runtime_available():
+        return None
+    from matanyone_engine.core.manifest import Tolerance, check_module_outputs, summarize_checks
+
+    from .compat import import_coremltools
+
+    ct = import_coremltools()
+    say("running the packages with Core ML (CPU_ONLY) against PyTorch")
+    drift = validation.get("fp16_drift", {}).get("modules", {})
+    result: dict[str, Any] = {"compute_units": "CPU_ONLY", "modules": {}}
+    for name in input_sets:
+        model = ct.models.MLModel(str(directory / package_name(name)), compute_units=ct.ComputeUnit.CPU_ONLY)
+        tolerances: dict[str, Tolerance] = {}
+        for out in ALL_MODULE_SPECS[name].output_names:
+            if precision == "fp32":
+                tolerances[out] = Tolerance(atol=1e-3, rtol=1e-3, mean_atol=1e-4, outlier_fraction=1e-3)
+            else:
+                measured = drift.get(name, {}).get("outputs", {}).get(out, {})
+                tolerances[out] = Tolerance(
+                    atol=4 * float(measured.get("max_abs", 0.05)) + 1e-3, rtol=0.0,
+                    mean_atol=4 * float(measured.get("mean_abs", 0.01)) + 1e-4, outlier_fraction=1e-3,
+                )
+        per_set = []
+        for inputs, want in zip(input_sets[name], references[name]):
+            raw = model.predict({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()})
+            got = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in raw.items()}
+            per_set.append(check_module_outputs(name, got, want, tolerances))
+        result["modules"][name] = summarize_checks(per_set)
+    return result
+
+
+__all__ = [
+    "CoreMLExporter",
+    "DEFAULT_DIMS",
+    "EXPORTER_NAME",
+    "EXPORTER_VERSION",
+    "cache_version",
+    "package_name",
+    "runtime_available",
+]
