@@ -1,0 +1,301 @@
+"""ONNX Runtime backends: the five exported modules behind the numpy Module protocol.
+
+One backend per execution provider (CPU, CUDA, CoreML, OpenVINO). All are registered on every
+machine so `matanyone backends` can say why one cannot run; ``available()`` only asks
+onnxruntime which providers its build has, it never loads a model.
+
+``load()`` takes artifacts from ``request.options["artifacts"]`` (a directory with a manifest,
+checked against the request) or from the artifact cache, exporting them first when absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from matanyone_engine.core.errors import BackendError
+from matanyone_engine.core.manifest import Manifest, check_manifest, read_manifest
+from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
+
+PRECISIONS = ("fp32", "fp16")
+
+#: ``options["compute_units"]`` for onnx-coreml, mapped to the CoreML EP's MLComputeUnits.
+COREML_COMPUTE_UNITS = {
+    "all": "ALL",
+    "cpu_only": "CPUOnly",
+    "cpu_and_gpu": "CPUAndGPU",
+    "cpu_and_ne": "CPUAndNeuralEngine",
+}
+
+#: What to install when a provider is missing from the onnxruntime build.
+_PROVIDER_HINTS = {
+    "CUDAExecutionProvider": "install onnxruntime-gpu (and a matching CUDA/cuDNN) instead of onnxruntime",
+    "CoreMLExecutionProvider": "needs macOS with the standard onnxruntime wheel",
+    "OpenVINOExecutionProvider": "install onnxruntime-openvino instead of onnxruntime",
+    "CPUExecutionProvider": "reinstall onnxruntime",
+}
+
+
+def default_threads() -> int:
+    """Intra-op threads: one per physical core this process may use.
+
+    ORT's own default counts logical CPUs of the whole machine; in containers and under CPU
+    affinity that oversubscribes, and hyper-threads add little to convolution throughput.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    logical = os.cpu_count() or usable
+    physical: int | None = None
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    except Exception:  # psutil absent or unable to tell
+        physical = None
+    if not physical or physical <= 0:
+        return max(1, usable)
+    per_core = max(1, round(logical / physical))  # hyper-threads per core
+    return max(1, min(physical, usable // per_core or 1))
+
+
+class OrtModule:
+    """One exported module: ``outputs = module(**inputs)`` over an ORT InferenceSession.
+
+    Per call it only checks dtype/contiguity/shape (cheap attribute reads) and hands the arrays
+    to ``session.run``, which wraps contiguous float32 CPU arrays without copying.
+    """
+
+    def __init__(self, spec: ModuleSpec, session: Any, dims: Dims):
+        self.spec = spec
+        self.session = session
+        self._inputs = tuple((t.name, t.resolve(dims)) for t in spec.inputs)
+        self._output_names = list(spec.output_names)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for name, shape in self._inputs:
+            try:
+                x = inputs[name]
+            except KeyError:
+                missing = [n for n, _ in self._inputs if n not in inputs]
+                raise BackendError(f"{self.spec.name}: missing inputs {', '.join(missing)}") from None
+            if x.dtype != np.float32 or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, dtype=np.float32)
+            if x.shape != shape:
+                raise BackendError(
+                    f"{self.spec.name}.{name} has shape {x.shape}, the loaded artifacts expect {shape}"
+                )
+            feeds[name] = x
+        outputs = self.session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, outputs))
+
+
+@dataclass
+class OrtBackend:
+    """An ONNX Runtime backend bound to one execution provider."""
+
+    name: str
+    provider: str
+    description: str
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False, "onnxruntime is not installed (pip install 'matanyone-engine[onnx]')"
+        providers = ort.get_available_providers()
+        if self.provider not in providers:
+            hint = _PROVIDER_HINTS.get(self.provider, "")
+            return False, (
+                f"{self.provider} is not in this onnxruntime build (it has {', '.join(providers)}); {hint}"
+            )
+        return True, ""
+
+    def devices(self) -> list[str]:
+        ok, _ = self.available()
+        if not ok:
+            return []
+        if self.provider == "CPUExecutionProvider":
+            return [f"cpu ({platform.machine()}, {default_threads()} threads)"]
+        return [self.provider.replace("ExecutionProvider", "")]
+
+    def load(self, request: LoadRequest) -> dict[str, OrtModule]:
+        ok, reason = self.available()
+        if not ok:
+            raise BackendUnavailable(f"backend {self.name} cannot run here: {reason}")
+        if request.precision not in PRECISIONS:
+            raise BackendUnavailable(
+                f"backend {self.name} does not offer precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
+        directory, manifest = self.artifacts(request)
+        return self.sessions(directory, manifest, request)
+
+    # -- artifacts --------------------------------------------------------------------------
+
+    def artifacts(self, request: LoadRequest) -> tuple[Path, Manifest]:
+        """The artifact directory for the request (given, or cached / exported) and its manifest."""
+        opts = request.options
+        given = opts.get("artifacts")
+        if given:
+            directory = Path(given).expanduser()
+            manifest = read_manifest(directory)
+            check_manifest(
+                manifest, format="onnx", dims=request.dims, precision=request.precision,
+                weights=request.weights, directory=directory,
+            )
+            return directory, manifest
+        from matanyone_engine.exporters.onnx.exporter import DEFAULT_OPSET, DEFAULT_TORCH_EXPORTER, OnnxExporter
+
+        directory = OnnxExporter().ensure(
+            request.weights,
+            request.dims,
+            request.precision,
+            opset=int(opts.get("opset", DEFAULT_OPSET)),
+            validate=bool(opts.get("validate", True)),
+            log=opts.get("log"),
+            torch_exporter=str(opts.get("torch_exporter", DEFAULT_TORCH_EXPORTER)),
+        )
+        return directory, read_manifest(directory)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def provider_options(self, directory: Path, options: Mapping[str, Any]) -> dict[str, str]:
+        if self.provider == "CUDAExecutionProvider":
+            return {"device_id": str(int(options.get("device_id", 0)))}
+        if self.provider == "CoreMLExecutionProvider":
+            units = str(options.get("compute_units", "all")).lower()
+            if units not in COREML_COMPUTE_UNITS:
+                raise BackendError(
+                    f"unknown compute_units {units!r} for {self.name}; use one of {', '.join(COREML_COMPUTE_UNITS)}"
+                )
+            return {
+                "ModelFormat": "MLProgram",
+                "MLComputeUnits": COREML_COMPUTE_UNITS[units],
+                "RequireStaticInputShapes": "1",
+                "ModelCacheDirectory": str(directory / "coreml-ep-cache"),
+            }
+        if self.provider == "OpenVINOExecutionProvider":
+            return {
+                "device_type": str(options.get("device_type", "CPU")),
+                "cache_dir": str(directory / "openvino-ep-cache"),
+            }
+        return {}
+
+    def sessions(self, directory: Path, manifest: Manifest, request: LoadRequest) -> dict[str, OrtModule]:
+        import onnxruntime as ort
+
+        threads = request.threads or default_threads()
+        provider_opts = self.provider_options(directory, request.options)
+        providers: list[Any] = [(self.provider, provider_opts)]
+        if self.provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")  # nodes the provider does not take
+        # Compiling providers (CoreML, OpenVINO) cannot serialise their partitions; they cache
+        # their own compiled models through the provider options above.
+        cache_optimized = bool(request.options.get("cache_optimized", True)) and self.provider in (
+            "CPUExecutionProvider",
+            "CUDAExecutionProvider",
+        )
+        modules: dict[str, OrtModule] = {}
+        for name in manifest.files:  # the five modules and any optional variant the set includes
+            if name not in ALL_MODULE_SPECS:
+                continue
+            model_path = directory / manifest.files[name]
+            session = _create_session(ort, model_path, providers, threads, cache_optimized, self.provider)
+            if self.provider not in session.get_providers():
+                raise BackendUnavailable(
+                    f"backend {self.name}: onnxruntime did not enable {self.provider} for {name} "
+                    f"(got {', '.join(session.get_providers())})"
+                )
+            modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims)
+        return modules
+
+
+def _session_options(ort: Any, threads: int, level: Any) -> Any:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+def optimized_model_path(model_path: Path, provider: str) -> Path:
+    """Where the optimized form of ``model_path`` is kept.
+
+    ORT_ENABLE_ALL output contains provider- and CPU-specific fused and layout-transformed nodes,
+    so the file name carries the provider, the onnxruntime version and the machine architecture.
+    """
+    import onnxruntime as ort
+
+    tag = f"{provider.replace('ExecutionProvider', '').lower()}-ort{ort.__version__}-{platform.machine().lower()}"
+    return model_path.parent / "optimized" / f"{model_path.stem}.{tag}.onnx"
+
+
+def _create_session(
+    ort: Any, model_path: Path, providers: list[Any], threads: int, cache_optimized: bool, provider: str
+) -> Any:
+    """A session for one module, reusing (or writing) the optimized-model cache when allowed.
+
+    The optimized file is written under a unique temporary name and renamed into place, so two
+    processes loading the same artifacts at once never read a half-written file; a cached file
+    that fails to load is ignored and rewritten.
+    """
+    full = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not cache_optimized:
+        return ort.InferenceSession(str(model_path), _session_options(ort, threads, full), providers=providers)
+    cached = optimized_model_path(model_path, provider)
+    if cached.is_file():
+        try:
+            # Already optimized: skip the graph transformers, which is where load time goes.
+            so = _session_options(ort, threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+            return ort.InferenceSession(str(cached), so, providers=providers)
+        except Exception:  # stale or damaged cache: fall through and rebuild it
+            with contextlib.suppress(OSError):
+                cached.unlink()
+    so = _session_options(ort, threads, full)
+    tmp: Path | None = None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.onnx")
+        so.optimized_model_filepath = str(tmp)
+    except OSError:  # read-only artifact directory: run without the cache
+        tmp = None
+    session = ort.InferenceSession(str(model_path), so, providers=providers)
+    if tmp is not None:
+        try:
+            if tmp.is_file():
+                os.replace(tmp, cached)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return session
+
+
+BACKENDS = (
+    OrtBackend("onnx-cpu", "CPUExecutionProvider", "ONNX Runtime on the CPU"),
+    OrtBackend("onnx-cuda", "CUDAExecutionProvider", "ONNX Runtime with the CUDA execution provider (NVIDIA GPU)"),
+    OrtBackend(
+        "onnx-coreml",
+        "CoreMLExecutionProvider",
+        "ONNX Runtime with the CoreML execution provider (Apple; option compute_units: all, cpu_only, "
+        "cpu_and_gpu, cpu_and_ne)",
+    ),
+    OrtBackend("onnx-openvino", "OpenVINOExecutionProvider", "ONNX Runtime with the OpenVINO execution provider (Intel)"),
+)

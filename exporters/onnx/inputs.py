@@ -1,0 +1,251 @@
+"""Realistic inputs for export validation.
+
+Comparing an exported module with its PyTorch original only means something on inputs that look
+like the ones it will see: random normal tensors as "features", or a memory whose slots are all
+valid, would leave the masked top-k read and the sigmoid gates untested or saturated. So the
+inputs here come from running the torch modules themselves on a small synthetic clip (a textured
+background and a moving foreground blob with its mask), through the engine's state machine when it
+is available and otherwise through a short hand-written chain of the five modules. The memory is
+taken both partly filled (empty slots masked by ``mem_valid``) and full.
+
+numpy at import time; torch only inside the functions that run torch modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, ModuleSpec
+
+InputSet = dict[str, np.ndarray]
+
+
+def synthetic_clip(height: int, width: int, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A clip of uint8 RGB frames (n, H, W, 3) and the first frame's mask (H, W) uint8 0/255.
+
+    Smooth colour gradients plus fine texture for the background, an ellipse with its own colour
+    and texture that drifts a few pixels per frame as the foreground.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [0.5 + 0.4 * np.sin(xx / width * 3.0 + c) * np.cos(yy / height * 2.0 - c) for c in (0.0, 1.0, 2.0)], -1
+    )
+    texture = rng.standard_normal((height, width, 3)).astype(np.float32) * 0.06
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    mask0 = np.zeros((height, width), dtype=np.uint8)
+    colour = rng.uniform(0.1, 0.9, size=3).astype(np.float32)
+    for i in range(frames):
+        cy = height * (0.5 + 0.05 * np.sin(i * 0.7))
+        cx = width * (0.45 + 0.03 * i)
+        inside = ((yy - cy) / (0.3 * height)) ** 2 + ((xx - cx) / (0.2 * width)) ** 2 <= 1.0
+        img = base + texture
+        img[inside] = colour + 0.1 * texture[inside]
+        out[i] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if i == 0:
+            mask0[inside] = 255
+    return out, mask0
+
+
+def synthetic_inputs(dims: Dims, seed: int = 0) -> dict[str, InputSet]:
+    """Independent realistic-range random inputs for each module, from the declaration alone.
+
+    Used where no torch module can be run to produce chained inputs: features are rectified
+    noise, shrinkage >= 1, selection in (0, 1), masks in [0, 1] and smooth, memory partly valid.
+    """
+    rng = np.random.default_rng(seed)
+    sym = dims.symbols
+    hw = sym["h"] * sym["w"]
+
+    def value_for(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if name == "image":
+            return rng.uniform(0.0, 1.0, shape).astype(np.float32)
+        if name in ("mask", "last_mask"):
+            yy, xx = np.mgrid[0 : shape[-2], 0 : shape[-1]]
+            blob = np.exp(-(((yy - shape[-2] / 2) / (shape[-2] / 4)) ** 2 + ((xx - shape[-1] / 2) / (shape[-1] / 4)) ** 2))
+            return np.clip(blob * 1.5 - 0.2, 0.0, 1.0).reshape(shape).astype(np.float32)
+        if name in ("shrinkage", "mem_shrinkage"):
+            return (1.0 + rng.uniform(0.0, 3.0, shape) ** 2).astype(np.float32)
+        if name in ("selection", "query_selection"):
+            return rng.uniform(0.05, 0.95, shape).astype(np.float32)
+        if name == "mem_valid":
+            valid = np.zeros(shape, dtype=np.float32)
+            filled = max(1, dims.mem_frames - 1)
+            valid[..., : filled * hw] = 1.0
+            return valid
+        if name in ("obj_memory", "obj_summary"):
+            sums = rng.standard_normal(shape).astype(np.float32)
+            sums[..., -1] = rng.uniform(1.0, 10.0, shape[:-1])
+            return sums
+        if name in ("f8", "f4", "f2"):
+            return np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
+        if name in ("sensory",):
+            return np.tanh(rng.standard_normal(shape)).astype(np.float32)
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return {
+        spec.name: {t.name: value_for(t.name, t.resolve(dims)) for t in spec.inputs}
+        for spec in ALL_MODULE_SPECS.values()
+    }
+
+
+class TorchNumpyModule:
+    """A torch module behind the core.protocol.Module boundary (numpy in, numpy out).
+
+    Validation and input capture both need the torch modules to speak the same language as the
+    state machine and the exported modules.
+    """
+
+    def __init__(self, spec: ModuleSpec, module: Any):
+        self.spec = spec
+        self._module = module
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in self.spec.input_names]
+        with torch.inference_mode():
+            outs = self._module(*args)
+        if not isinstance(outs, (tuple, list)):
+            outs = (outs,)
+        return {n: o.detach().float().cpu().numpy() for n, o in zip(self.spec.output_names, outs)}
+
+
+class _Recorder:
+    """Wraps a Module and keeps a copy of the inputs of every call."""
+
+    def __init__(self, inner: Any):
+        self.spec = inner.spec
+        self._inner = inner
+        self.calls: list[InputSet] = []
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls.append({k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()})
+        return self._inner(**inputs)
+
+
+def capture_inputs(
+    torch_modules: Mapping[str, Any], dims: Dims, seed: int = 0, frames: int | None = None
+) -> tuple[dict[str, list[InputSet]], str]:
+    """Inputs for every module taken from a short run of ``torch_modules`` on a synthetic clip.
+
+    Returns ({module: [input sets]}, how) where ``how`` says whether the engine's state machine
+    or the built-in chain produced them (recorded in the manifest).
+    """
+    names = [n for n in ALL_MODULE_SPECS if n in torch_modules]
+    wrapped = {n: TorchNumpyModule(ALL_MODULE_SPECS[n], torch_modules[n]) for n in names}
+    try:
+        from matanyone_engine.core import state as _state  # the engine's state machine
+
+        matte_frames: Callable[..., Any] | None = getattr(_state, "matte_frames", None)
+    except Exception:
+        matte_frames = None
+    if matte_frames is not None:
+        try:
+            sets = _capture_with_state_machine(matte_frames, wrapped, dims, seed, frames)
+            if all(sets.get(n) for n in names):
+                return sets, "state machine (core.state.matte_frames, warm-up 1) on a synthetic clip"
+        except Exception:  # an incompatible state machine must not block exports; the chain still works
+            pass
+    sets = _capture_with_chain(wrapped, dims, seed)
+    for variant in names:
+        if variant not in sets:  # optional variants take a subset of their full module's inputs
+            spec = ALL_MODULE_SPECS[variant]
+            source = next(n for n in MODULE_NAMES if set(spec.input_names) <= set(ALL_MODULE_SPECS[n].input_names))
+            sets[variant] = [{k: s[k] for k in spec.input_names} for s in sets[source]]
+    return sets, "module chain on a synthetic clip"
+
+
+def _pick(calls: list[InputSet], count: int = 2) -> list[InputSet]:
+    """The first and the last call: the first sees fresh state, the last a filled memory."""
+    if len(calls) <= count:
+        return list(calls)
+    return [calls[0], calls[-1]]
+
+
+def _capture_with_state_machine(
+    matte_frames: Callable[..., Any], wrapped: Mapping[str, Any], dims: Dims, seed: int, frames: int | None
+) -> dict[str, list[InputSet]]:
+    """Record every module call of a short clip; keep each module's first and last inputs.
+
+    The clip is long enough to fill the FIFO (memory frames every 5 steps), so the first read
+    sees a partly valid memory and the last one a full memory.
+    """
+    n = frames or (max(dims.mem_frames - 1, 1) * 5 + 3)
+    clip, mask = synthetic_clip(dims.height, dims.width, n, seed)
+    recorders = {name: _Recorder(m) for name, m in wrapped.items()}
+    for _ in matte_frames(recorders, clip, mask.astype(np.float32), warmup=1, mem_frames=dims.mem_frames):
+        pass
+    return {name: _pick(r.calls) for name, r in recorders.items()}
+
+
+def _capture_with_chain(wrapped: Mapping[str, Any], dims: Dims, seed: int) -> dict[str, list[InputSet]]:
+    """A hand-written approximation of the per-frame flow, enough to give every input a real value."""
+    sym = dims.symbols
+    hw = sym["h"] * sym["w"]
+    T = dims.mem_frames
+    n = T + 1
+    clip, mask0 = synthetic_clip(dims.height, dims.width, n, seed)
+    images = [np.ascontiguousarray(f.transpose(2, 0, 1)[None] / np.float32(255.0), dtype=np.float32) for f in clip]
+    sets: dict[str, list[InputSet]] = {name: [] for name in MODULE_NAMES}
+
+    def call(name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        sets[name].append({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()})
+        return wrapped[name](**inputs)
+
+    enc = [call("encoder", image=images[0])]
+    mask = (mask0 / np.float32(255.0)).astype(np.float32)[None, None]
+    sensory = np.zeros((1, 256, sym["h"], sym["w"]), dtype=np.float32)
+    me = call("mask_encoder", f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=mask)
+    sensory, obj_memory = me["new_sensory"], me["obj_summary"]
+    readout = call(
+        "read_first", pix_feat=enc[0]["pix_feat"], last_msk_value=me["mask_value"], sensory=sensory,
+        last_mask=mask, obj_memory=obj_memory,
+    )["mem_readout"]
+    dec = call("decoder", f8=enc[0]["f8"], f4=enc[0]["f4"], f2=enc[0]["f2"], f1=enc[0]["f1"],
+               mem_readout=readout, sensory=sensory)
+    sensory = dec["new_sensory"]
+    alpha = np.clip(dec["logits"], 0.0, 1.0)
+    me = wrapped["mask_encoder"](f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=alpha)
+    sensory, last_value, last_mask = me["new_sensory"], me["mask_value"], alpha
+
+    mem_key = np.zeros((1, 64, T * hw), dtype=np.float32)
+    mem_shrinkage = np.ones((1, 1, T * hw), dtype=np.float32)
+    mem_value = np.zeros((1, 256, T * hw), dtype=np.float32)
+    mem_valid = np.zeros((1, T * hw), dtype=np.float32)
+
+    def store(slot: int, e: Mapping[str, np.ndarray], value: np.ndarray) -> None:
+        sl = slice(slot * hw, (slot + 1) * hw)
+        mem_key[..., sl] = e["key"].reshape(1, 64, hw)
+        mem_shrinkage[..., sl] = e["shrinkage"].reshape(1, 1, hw)
+        mem_value[..., sl] = value.reshape(1, 256, hw)
+        mem_valid[..., sl] = 1.0
+
+    store(0, enc[0], last_value)
+    obj_memory = me["obj_summary"]
+    for i in range(1, n):
+        e = wrapped["encoder"](image=images[i])
+        r = call(
+            "read", query_key=e["key"], query_selection=e["selection"], pix_feat=e["pix_feat"],
+            last_pix_feat=enc[-1]["pix_feat"], last_mask=last_mask, last_msk_value=last_value, sensory=sensory,
+            mem_key=mem_key.copy(), mem_shrinkage=mem_shrinkage.copy(), mem_value=mem_value.copy(),
+            mem_valid=mem_valid.copy(), obj_memory=obj_memory,
+        )["mem_readout"]
+        d = wrapped["decoder"](f8=e["f8"], f4=e["f4"], f2=e["f2"], f1=e["f1"], mem_readout=r, sensory=sensory)
+        alpha = np.clip(d["logits"], 0.0, 1.0)
+        m = wrapped["mask_encoder"](f1=e["f1"], pix_feat=e["pix_feat"], sensory=d["new_sensory"], mask=alpha)
+        sensory, last_value, last_mask = m["new_sensory"], m["mask_value"], alpha
+        obj_memory = obj_memory + m["obj_summary"]
+        enc.append(e)
+        if i < T:
+            store(i, e, last_value)
+        if i == n - 1:
+            sets["decoder"].append({"f8": e["f8"], "f4": e["f4"], "f2": e["f2"], "f1": e["f1"],
+                                    "mem_readout": r, "sensory": d["new_sensory"]})
+            sets["mask_encoder"].append({"f1": e["f1"], "pix_feat": e["pix_feat"], "sensory": d["new_sensory"],
+                                         "mask": alpha})
+            sets["encoder"].append({"image": images[i]})
+    sets["read"] = _pick(sets["read"])
+    return sets
