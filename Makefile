@@ -24,8 +24,12 @@ setup: $(BIN)/matanyone
 demo: setup
 	$(BIN)/matanyone demo -o $(DEMO_OUT)
 
+# The project's suite, then the OpenVINO example plugin installed the way a stranger would
+# (non-editable) and its own tests.
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/pip install -q ./examples/matanyone-openvino
+	$(BIN)/python -m pytest -q examples/matanyone-openvino/tests
 
 test-all: setup
 	$(BIN)/python -m pytest -q
