@@ -268,6 +268,15 @@ def doctor() -> None:
     typer.echo("\n".join(lines))
 
 
+def _register_bench() -> None:
+    from .bench import bench
+
+    app.command("bench")(bench)
+
+
+_register_bench()
+
+
 def main() -> None:
     plugins.get_plugin_manager().hook.register_commands(cli=app)
     app()
