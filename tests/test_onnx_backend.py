@@ -1,5 +1,5 @@
 """ONNX Runtime backends: registration, availability, loading from artifacts or the cache,
-agreement with the torch modules, and (slow) the golden clip through the state machine."""
+agreement with the torch modules, and the golden clip through the state machine."""
 
 from __future__ import annotations
 
@@ -186,7 +186,6 @@ def test_state_machine_runs_on_onnx(standin_artifacts: Path, standin_torch) -> N
 # ------------------------------------------------------------------------------ real network
 
 
-@pytest.mark.slow
 def test_golden_clip_parity_onnx_cpu(golden_clip, tmp_path_factory: pytest.TempPathFactory,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The golden clip (224x400, warm-up 3, erode/dilate off) through the state machine on onnx-cpu."""
@@ -210,7 +209,6 @@ def test_golden_clip_parity_onnx_cpu(golden_clip, tmp_path_factory: pytest.TempP
     assert errors["logits_mean"] <= 1e-4, errors
 
 
-@pytest.mark.slow
 def test_real_network_modules_agree(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """All five real modules on onnx-cpu against torch, on inputs from a state-machine run."""
     dims = Dims(64, 96, 2)
