@@ -1,0 +1,277 @@
+#!/usr/bin/env python
+"""Reproduce the README's performance table from scratch, with one command:
+
+    python benchmarks/run_table.py                   # writes benchmarks/RESULTS.md and results.json
+    python benchmarks/run_table.py --update-readme   # ... and the README section between the markers
+
+It measures, through ``matanyone_engine.core.bench`` (worker process per configuration, passes
+interleaved clip by clip), torch fp32, torch bf16 (the official demo's CPU autocast), onnx-cpu
+fp32 when that backend is available, and every other backend x precision that can run here. Then
+it runs each configuration on the float32 golden clip (``../shared/golden/golden_sample1_224x400.npz``,
+made by the official implementation with the seeded:v1-pm weights) and reports the mean and the
+99.9th percentile of the absolute alpha error, so a faster configuration's price in accuracy is
+on the same row as its speed.
+
+Why a script and not a test: benchmarks are measurements of a machine, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "golden_sample1_224x400.npz"
+#: The golden clip was made with these weights and this warm-up; any other would not compare.
+GOLDEN_WEIGHTS = "seeded:v1-pm"
+GOLDEN_WARMUP = 3
+MARK_START, MARK_END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
+
+
+def table_configs(only: Sequence[str] | None = None) -> list[Any]:
+    """torch fp32 first (the reference of every ratio), torch bf16, onnx-cpu fp32, then every
+    other available backend with each precision it offers. ``only`` keeps just those backends."""
+    from matanyone_engine.core import bench
+
+    available = bench.available_backends()
+    wanted = [("torch", "fp32"), ("torch", "bf16"), ("onnx-cpu", "fp32")]
+    for name in available:
+        wanted += [(name, precision) for precision in bench.backend_precisions(name)]
+    configs = []
+    for name, precision in dict.fromkeys(wanted):
+        if name in available and (not only or name in only):
+            configs.append(bench.make_config(name, precision))
+    return configs
+
+
+def golden_alpha_error(config: Any, golden: Path, threads: int | None = None) -> dict[str, Any]:
+    """Alpha error of ``config`` against the official float32 mattes of the golden clip.
+
+    Fed exactly as the golden was made: the stored frames and mask (already prepared), warm-up 3,
+    seeded:v1-pm weights. The mean says how far the whole clip drifts, the 99.9th percentile
+    catches local failures (a wrong top-k or a flipped attention mask) that a mean would hide.
+    """
+    from matanyone_engine.core.api import load_modules
+    from matanyone_engine.core.state import clip_dims, matte_frames
+
+    data = np.load(golden)
+    frames, mask, want = data["frames"], data["mask"], data["alpha"]
+    dims, _ = clip_dims(frames.shape[1], frames.shape[2])
+    modules = load_modules(config.backend, GOLDEN_WEIGHTS, dims, precision=config.precision,
+                           placement=dict(config.placement), threads=threads)
+    got = np.stack([r.alpha for r in matte_frames(modules, frames, mask.astype(np.float32), warmup=GOLDEN_WARMUP)])
+    del modules
+    gc.collect()
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    return {
+        "mean_abs": float(err.mean()),
+        "p999_abs": float(np.percentile(err, 99.9)),
+        "max_abs": float(err.max()),
+        "frames": int(frames.shape[0]),
+        "size": [int(frames.shape[1]), int(frames.shape[2])],
+    }
+
+
+# ------------------------------------------------------------------------------------- markdown
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _sci(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1e}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es")
+
+
+def describe_run(report: Mapping[str, Any]) -> str:
+    """The lines above a table: when, where, on what, how."""
+    env, settings = report["env"], report["settings"]
+    commit = (env.get("git_commit") or "unknown")[:10] + (" (with uncommitted changes)" if env.get("git_dirty") else "")
+    threads = ", ".join(f"{k} {v}" for k, v in sorted({k: v for r in report["results"] if "threads" in r
+                                                        for k, v in r["threads"].items()}.items())) or "runtime default"
+    libs = env.get("libraries", {})
+    lib_text = ", ".join(f"{k} {libs[k]}" for k in ("torch", "onnxruntime", "coremltools", "numpy") if k in libs)
+    size = settings["size"]
+    load = env.get("load_average_start"), env.get("load_average_end")
+    load_text = f" Load average (1 min) {load[0][0]} at start, {load[1][0]} at end." if all(load) else ""
+    return (
+        f"Measured {env['date'][:10]} on {env.get('cpu_model')} ({env.get('cpus_usable')} usable CPUs, "
+        f"{env.get('memory_total_gb')} GiB), {env.get('platform')}; threads: {threads}; {lib_text}; "
+        f"commit {commit}.{load_text}\n\n"
+        f"Clip: {Path(settings['clip']).name} resized to {size[0]}x{size[1]}, {settings['frames']} frames per pass, "
+        f"{_count(settings['runs'], 'measured pass')} per configuration after "
+        f"{_count(settings['warmup_runs'], 'warm-up pass')}, "
+        f"interleaved clip by clip in rotated order, one worker process each; weights {settings['weights']} "
+        f"(speed does not depend on the weights). ms/frame is the median steady-state frame (frames 1..n-1, "
+        f"through the state machine); the ratio is paired per round against {report['ratios'].get('reference')}."
+        + (" Alpha error: against the official float32 mattes of the golden clip (30 frames at 224x400, "
+           "warm-up 3, seeded:v1-pm)." if any(r.get("alpha_error") for r in report["results"]) else "")
+        + "\n"
+    )
+
+
+def markdown_table(report: Mapping[str, Any], modules: bool = True) -> str:
+    """The results as a markdown table; ``modules=False`` leaves out the per-module columns."""
+    from matanyone_engine.core.bench import module_order
+
+    ratios = report["ratios"].get("frame", {})
+    names = module_order(n for r in report["results"] for n in r.get("modules", {}))
+    head = ["backend", "precision", "ms/frame", "p10–p90", "fps", "ratio"]
+    if modules:
+        head += [f"{m} ms" for m in names]
+    head += ["GFLOP/s", "load s"] + (["first load s"] if modules else []) + ["peak RSS MB", "alpha MAE", "alpha p99.9"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | {r['precision']} | failed: {r['error'].splitlines()[0][:80]} |"
+                         + " |" * (len(head) - 3))
+            continue
+        frame, acc = r["frame"], r.get("alpha_error") or {}
+        row = [r["backend"], r["precision"], _fmt(frame["median_ms"], 0),
+               f"{_fmt(frame['p10_ms'], 0)}–{_fmt(frame['p90_ms'], 0)}", _fmt(frame.get("fps"), 2),
+               _fmt(ratios.get(r["label"]), 2)]
+        if modules:
+            row += [_fmt(r["modules"].get(m, {}).get("median_ms"), 0) for m in names]
+        row += [_fmt(r.get("achieved_gflops_per_s"), 1), _fmt(r.get("load_s"), 1)]
+        row += [_fmt(r.get("prepare_s"), 1)] if modules else []
+        row += [_fmt(r.get("peak_rss_mb"), 0),
+                _sci(acc.get("mean_abs")), _sci(acc.get("p999_abs"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(report: Mapping[str, Any]) -> str:
+    """The whole of benchmarks/RESULTS.md."""
+    flops = next((r for r in report["results"] if r.get("gflops_per_frame")), None)
+    flop_line = (f"\nWork per steady-state frame: {flops['gflops_per_frame']:.1f} GFLOP (encoder + read + decoder + "
+                 f"mask_encoder; convolutions and matrix products). GFLOP/s is that over ms/frame.\n") if flops else ""
+    return (
+        "# Performance\n\n"
+        "Generated by `python benchmarks/run_table.py`; do not edit by hand.\n\n"
+        + describe_run(report) + flop_line + "\n" + markdown_table(report, modules=True)
+        + "\nPer-module columns are median ms per call (read_first runs only on frame 0; mask_value, "
+        "where a backend has it, is the shallow mask encoding that replaces mask_encoder on "
+        "non-memory frames). "
+        "load s is a start with a warm artifact cache; first load s is the first load of the run "
+        "(it includes the export when the cache was cold). "
+        "Peak RSS is each configuration's worker process, model and runtime included.\n"
+    )
+
+
+def readme_block(report: Mapping[str, Any]) -> str:
+    """What goes between the README markers: a compact table and a pointer to the full one."""
+    return (
+        describe_run(report) + "\n" + markdown_table(report, modules=False)
+        + "\nPer-module latencies: [benchmarks/RESULTS.md](benchmarks/RESULTS.md). "
+        "Reproduce with `python benchmarks/run_table.py --update-readme`.\n"
+    )
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    """Replace what lies between the perf-table markers with ``block``; False (file untouched)
+    when the file or either marker is missing, so the script never rewrites a README it does not
+    understand."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    start, end = text.find(MARK_START), text.find(MARK_END)
+    if start < 0 or end < start:
+        return False
+    head = text[: start + len(MARK_START)]
+    readme.write_text(head + "\n" + block.rstrip("\n") + "\n" + text[end:], encoding="utf-8")
+    return True
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="432x768", help="HxW of the timed clip (default 432x768)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per pass (default 8)")
+    parser.add_argument("--runs", type=int, default=3, help="measured passes per configuration (default 3)")
+    parser.add_argument("--warmup-runs", type=int, default=2, help="discarded passes first (default 2)")
+    parser.add_argument("--state-warmup", type=int, default=1, help="first-frame predictions per pass (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: runtime's)")
+    parser.add_argument("--backend", action="append", default=None, help="only these backends (repeatable)")
+    parser.add_argument("--clip", type=Path, default=None, help="clip to time (default: the shared sample)")
+    parser.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN, help="golden clip .npz for the alpha error")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the golden-clip alpha error")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="where RESULTS.md and results.json go")
+    parser.add_argument("--update-readme", action="store_true", help="replace the README's perf-table section")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-render the tables from this results.json instead of measuring")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    from matanyone_engine.core import bench
+
+    console = Console(stderr=True)
+    if args.from_json is not None:
+        import json
+
+        report = json.loads(args.from_json.read_text(encoding="utf-8"))
+        return _write_outputs(report, args, console)
+    log = None if args.quiet else (lambda m: console.print(f"[dim]{m}[/dim]"))
+    configs = table_configs(args.backend)
+    if not configs:
+        console.print("[red]no backend is available here[/red]")
+        return 1
+    clip = bench.load_clip(bench.parse_size(args.size), args.frames, args.clip)
+    if log:
+        log(f"configurations: {', '.join(c.label for c in configs)}; clip {clip.source}")
+    report = bench.run_bench(configs, clip, runs=args.runs, warmup_runs=args.warmup_runs,
+                             state_warmup=args.state_warmup, threads=args.threads, log=log)
+
+    if not args.no_accuracy:
+        if args.golden.is_file():
+            by_label = {c.label: c for c in configs}
+            for result in report["results"]:
+                if "error" in result:
+                    continue
+                if log:
+                    log(f"alpha error of {result['label']} on {args.golden.name}")
+                try:
+                    result["alpha_error"] = golden_alpha_error(by_label[result["label"]], args.golden, args.threads)
+                except Exception as exc:  # one failing configuration must not lose the table
+                    result["alpha_error"] = {"error": f"{type(exc).__name__}: {exc}"}
+            report["golden"] = {"path": str(args.golden), "weights": GOLDEN_WEIGHTS, "warmup": GOLDEN_WARMUP}
+        else:
+            console.print(f"[yellow]{args.golden} not found: no alpha error column[/yellow]")
+
+    return _write_outputs(report, args, console)
+
+
+def _write_outputs(report: dict[str, Any], args: argparse.Namespace, console: Any) -> int:
+    """results.json, RESULTS.md, the terminal table and (when asked) the README section."""
+    from matanyone_engine.core import bench
+
+    out_dir = args.out_dir
+    if args.from_json is None or args.from_json.resolve() != (out_dir / "results.json").resolve():
+        bench.write_json(report, out_dir / "results.json")
+    (out_dir / "RESULTS.md").write_text(results_markdown(report), encoding="utf-8")
+    bench.render_table(report)
+    console.print(f"wrote {out_dir / 'RESULTS.md'} and {out_dir / 'results.json'}")
+    if args.update_readme:
+        if update_readme(args.readme, readme_block(report)):
+            console.print(f"updated the perf table in {args.readme}")
+        else:
+            console.print(f"[yellow]{args.readme} has no {MARK_START} ... {MARK_END} section; left unchanged[/yellow]")
+    return 0 if all("error" not in r for r in report["results"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Smoke tests of the benchmark and the placement search.
+
+Benchmarks are never asserted by timed unit tests: these check that the machinery runs end to end
+(real state machine, worker processes, JSON, plot, profile) and that the report has the promised
+shape, never how fast anything is. Tiny sizes keep the whole file well under a minute.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from matanyone_engine.core import bench as B
+from matanyone_engine.core import hookimpl, plugins
+from matanyone_engine.core.api import parse_placement
+from matanyone_engine.core.protocol import LoadRequest
+from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, ModuleSpec
+from matanyone_engine.core.state import clip_dims
+
+TINY = ["--size", "64x96", "--frames", "2", "--warmup-runs", "1", "--runs", "1", "--state-warmup", "0", "--synthetic",
+        "--threads", "1"]  # one thread: a busy CI machine slows 2-thread torch (barrier waits) by 100x
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RESULT_KEYS = {"backend", "precision", "modules", "frame", "load_s", "peak_rss_mb", "gflops_per_frame",
+               "achieved_gflops_per_s"}
+STATS_KEYS = {"median_ms", "p10_ms", "p90_ms", "count"}
+
+
+def _app() -> typer.Typer:
+    """The command wired the way core/cli.py wires it, plus a second command so typer keeps
+    the sub-command name (a one-command app would take the options at the top level)."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("bench")(B.bench)
+    app.command("noop")(lambda: None)
+    return app
+
+
+# --- fake numpy backends: registered in this process only, so used with --in-process -------------
+
+
+class _ZeroModule:
+    """Outputs of the declared shapes, all zeros except a unit area for object summaries."""
+
+    def __init__(self, spec: ModuleSpec, request: LoadRequest):
+        self.spec = spec
+        self.shapes = spec.output_shapes(request.dims)
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        assert set(inputs) == set(self.spec.input_names)
+        out = {name: np.zeros(shape, np.float32) for name, shape in self.shapes.items()}
+        if "obj_summary" in out:
+            out["obj_summary"][..., -1] = 1.0
+        return out
+
+
+class _FakeBackend:
+    description = "zeros, for tests"
+
+    def __init__(self, name: str, variants: bool = False):
+        self.name = name
+        self.variants = variants
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def load(self, request: LoadRequest):
+        names = ALL_MODULE_SPECS if self.variants else MODULE_SPECS
+        return {name: _ZeroModule(ALL_MODULE_SPECS[name], request) for name in names}
+
+
+class _FakePlugin:
+    @hookimpl
+    def register_backends(self, register) -> None:
+        register(_FakeBackend("fake-a"))
+        register(_FakeBackend("fake-b", variants=True))
+
+
+@pytest.fixture
+def fake_backends() -> Iterator[None]:
+    manager = plugins.get_plugin_manager()
+    manager.register(_FakePlugin(), name="test-bench-fakes")
+    try:
+        yield
+    finally:
+        manager.unregister(name="test-bench-fakes")
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def test_bench_torch_worker_writes_json_and_png(tmp_path: Path):
+    """The real torch backend in a worker process, through the command line."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = CliRunner().invoke(
+        _app(), ["bench", "--backend", "torch", "--precision", "fp32", *TINY, "--json", str(out_json),
+                 "--plot", str(out_png), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert {"env", "settings", "results", "ratios"} <= set(report)
+    assert {"cpu_model", "cpu_count_logical", "libraries", "date", "git_commit"} <= set(report["env"])
+    (only,) = report["results"]
+    assert RESULT_KEYS <= set(only)
+    assert set(MODULE_NAMES) <= set(only["modules"])  # plus any variant the backend offers (mask_value)
+    for name, stats in only["modules"].items():
+        assert STATS_KEYS <= set(stats)
+        assert stats["count"] >= 1
+    assert only["frame"]["count"] == 1  # 2 frames: frame 0 seeds, frame 1 is timed
+    assert only["peak_rss_mb"] > only["baseline_rss_mb"] > 0  # the worker's own high-water mark
+    assert only["gflops_per_frame"] > 0  # counted on the torch modules
+    assert only["prepare_s"] > 0 and only["load_s"] > 0  # a throwaway load first, then the measured one
+    assert report["ratios"]["reference"] == "torch/fp32"
+    assert out_png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_two_backends_give_ratios_in_process(tmp_path: Path, fake_backends):
+    out_json = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        _app(), ["bench", "-b", "fake-a", "-b", "fake-b", *TINY, "--in-process", "--json", str(out_json), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert [r["label"] for r in report["results"]] == ["fake-a/fp32", "fake-b/fp32"]
+    assert report["ratios"]["reference"] == "fake-a/fp32"
+    assert set(report["ratios"]["frame"]) == {"fake-a/fp32", "fake-b/fp32"}
+    assert report["ratios"]["frame"]["fake-a/fp32"] == 1.0
+    assert set(report["ratios"]["modules"]["fake-b/fp32"]) == set(MODULE_NAMES)
+    assert "whole process" in report["results"][0]["peak_rss_scope"]
+
+
+def test_search_writes_a_profile_that_parse_placement_reads(tmp_path: Path, fake_backends):
+    profile = tmp_path / "placement.json"
+    result = CliRunner().invoke(
+        _app(), ["bench", "-b", "fake-a", "-b", "fake-b", *TINY, "--in-process", "--search",
+                 "--profile", str(profile), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(profile.read_text())
+    assert set(data["placement"]) == set(MODULE_NAMES)
+    assert set(data["placement"].values()) <= {"fake-a", "fake-b"}
+    assert set(data["measured"]) == {"fake-a", "fake-b"}
+    assert {"env", "precision", "settings"} <= set(data)
+    assert parse_placement(str(profile)) == data["placement"]
+    default, rest = B.auto_placement(profile)
+    assert default in {"fake-a", "fake-b"}
+    assert {**{m: default for m in MODULE_NAMES}, **rest} == data["placement"]
+
+
+def test_placement_option_adds_the_mix_next_to_the_plain_backends(fake_backends):
+    configs = B.plan_configs(None, ["fp32"], "encoder=fake-b")
+    assert [c.label for c in configs] == ["torch/fp32", "fake-b/fp32", "torch/fp32 [encoder=fake-b]"]
+    assert configs[-1].module_backends()["encoder"] == "fake-b"
+    assert configs[-1].module_backends()["decoder"] == "torch"
+
+
+def test_unknown_backend_is_a_one_line_error():
+    result = CliRunner().invoke(_app(), ["bench", "-b", "no-such-backend", *TINY, "-q"])
+    assert result.exit_code == 4
+    assert "no-such-backend" in result.output
+
+
+# --- pure functions -----------------------------------------------------------------------------
+
+
+def test_summarize_and_paired_ratios():
+    stats = B.summarize([0.010, 0.020, 0.030])
+    assert stats["median_ms"] == pytest.approx(20.0) and stats["count"] == 3
+    assert B.summarize([])["median_ms"] is None
+
+    def result(label: str, frames: list[float]) -> dict:
+        return {"label": label, "frame": {"median_ms": float(np.median(frames))}, "modules": dict.fromkeys(MODULE_NAMES),
+                "rounds": [{"frame_median_ms": f, "modules_median_ms": {m: f for m in MODULE_NAMES}} for f in frames]}
+
+    # Round 2 ran twice as slow for both (drift): paired ratios still say exactly 2.
+    ratios = B.compute_ratios([result("a", [10.0, 20.0, 10.0]), result("b", [20.0, 40.0, 20.0]),
+                               {"label": "c", "error": "x"}])
+    assert ratios["reference"] == "a"
+    assert ratios["frame"] == {"a": 1.0, "b": 2.0}
+    assert ratios["modules"]["b"]["read"] == 2.0
+
+
+def test_synthetic_clip_and_default_profile_path(monkeypatch, tmp_path: Path):
+    frames, mask = B.synthetic_clip(32, 48, 3)
+    assert frames.shape == (3, 32, 48, 3) and frames.dtype == np.uint8
+    assert mask.shape == (32, 48) and set(np.unique(mask)) == {0, 255}
+    assert not np.array_equal(frames[0], frames[2])  # the shapes move
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
+    assert B.default_profile_path() == tmp_path / "placement.json"
+    assert B.auto_placement() == ("torch", {})  # no profile yet
+
+
+def test_run_table_markdown_and_readme_markers(tmp_path: Path):
+    """The README updater replaces only between the markers, and only when both exist."""
+    spec = importlib.util.spec_from_file_location("run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py")
+    run_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_table)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- perf-table:start -->\nold\n<!-- perf-table:end -->\noutro\n")
+    assert run_table.update_readme(readme, "| new |\n")
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- perf-table:start -->\n") and text.endswith("<!-- perf-table:end -->\noutro\n")
+    assert "| new |" in text and "old" not in text
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not run_table.update_readme(plain, "| new |\n")
+    assert plain.read_text() == "no markers\n"
+
+
+@pytest.mark.parametrize("variants", [False, True])
+def test_timing_proxy_sees_every_module_call_of_the_state_machine(variants: bool):
+    """Seed (encoder, mask_encoder), 1 + state_warmup first-frame predictions (encoder, read_first,
+    decoder, mask_encoder) on frame 0, then one normal step per later frame (encoder, read,
+    decoder, and the mask encoder, or its shallow variant when the backend has one: frames 1 and 2
+    are not memory frames): the counts say the proxy is in the path of every call, variants too."""
+    frames, mask = B.synthetic_clip(32, 48, 3)
+    clip = B.ClipData(frames, mask.astype(np.float32), "synthetic")
+    modules = _FakeBackend("fake", variants).load(LoadRequest("seeded:v1-pm", clip_dims(32, 48)[0]))
+    timed = B.time_clip_pass(modules, clip, state_warmup=1)
+    counts = {name: len(calls) for name, calls in timed["modules"].items()}
+    expected = {"encoder": 5, "mask_encoder": 5, "read_first": 2, "read": 2, "decoder": 4}
+    if variants:
+        expected.update(mask_encoder=3, mask_value=2)
+    assert counts == expected
+    assert len(timed["frames"]) == 2 and timed["first_frame"] > 0
+    shallow = "mask_value" if variants else "mask_encoder"
+    assert timed["frame_calls"] == [{**dict.fromkeys(counts, 0), "encoder": 1, "read": 1, "decoder": 1, shallow: 1}] * 2
+
+
+def test_search_credits_a_shallow_variant_per_frame():
+    """B's mask_encoder is slower per call, but its mask_value variant replaces it on most frames:
+    per steady-state frame B is cheaper, and the search must say so (synthetic numbers, no timing)."""
+
+    def stats(median: float, per_frame: float) -> dict:
+        return {"median_ms": median, "calls_per_frame": per_frame}
+
+    def result(backend: str, modules: dict) -> dict:
+        return {"backend": backend, "precision": "fp32", "label": f"{backend}/fp32", "placement": None,
+                "modules": modules, "frame": {"median_ms": 100.0}}
+
+    same = {"encoder": stats(10, 1), "read_first": stats(5, 0), "read": stats(5, 1), "decoder": stats(10, 1)}
+    a = result("a", {**same, "mask_encoder": stats(8, 1), "read_first": stats(4, 0)})
+    b = result("b", {**same, "mask_encoder": stats(10, 0.2), "mask_value": stats(3, 0.8)})
+    profile = B.search_placement({"results": [a, b], "settings": {}, "env": {}})
+    assert profile["measured"]["b"]["cost_ms"]["mask_encoder"] == pytest.approx(10 * 0.2 + 3 * 0.8)
+    assert profile["placement"]["mask_encoder"] == "b"
+    assert profile["placement"]["read_first"] == "a"  # never in a steady frame: compared per call
