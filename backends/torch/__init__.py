@@ -1,0 +1,20 @@
+"""The PyTorch network (the reference) and its backend plugin."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_GRAPH_SOURCES = ("layers.py", "network.py", "modules.py")
+
+
+def graph_revision() -> str:
+    """Short hash of the network's source files, read as bytes (no torch import).
+
+    Exported artifacts are cached under a key that includes it, so editing the network can never
+    silently reuse an export of the old graph."""
+    folder = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in _GRAPH_SOURCES:
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]

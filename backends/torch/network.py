@@ -268,22 +268,25 @@ class MatAnyoneNet(nn.Module):
         return self.object_transformer(fused, obj_memory, None if aux is None else aux)
 
     def read_memory(self, query_key, query_selection, mem_key, mem_shrinkage, mem_value, mem_valid):
-        """Top-k attention of every query pixel over the valid memory tokens."""
+        """Top-k attention of every query pixel over the valid memory tokens.
+
+        The similarity is laid out (B, query pixels, memory tokens) so top-k and the softmax run
+        over the innermost, contiguous axis, which is what runtimes' TopK kernels are fast at."""
         b, ck, h, w = query_key.shape
         qk = query_key.flatten(2)
         qe = query_selection.flatten(2)
-        mk = mem_key.transpose(1, 2)  # (B, N, CK)
-        a_sq = torch.matmul(mk.pow(2), qe)
-        two_ab = 2 * torch.matmul(mk, qk * qe)
-        b_sq = (qe * qk.pow(2)).sum(dim=1, keepdim=True)
-        similarity = (-a_sq + two_ab - b_sq) * mem_shrinkage.transpose(1, 2) / math.sqrt(ck)
-        similarity = similarity + (1 - mem_valid).unsqueeze(-1) * S.MASKED_SIMILARITY
-        k = min(S.TOP_K, similarity.shape[1])
-        top = torch.topk(similarity, k=k, dim=1).values
-        keep = (similarity >= top[:, k - 1 : k]).to(similarity.dtype)
-        weights = torch.exp(similarity - top[:, 0:1]) * keep
-        affinity = weights / weights.sum(dim=1, keepdim=True)
-        readout = torch.matmul(mem_value, affinity)
+        qe_t = qe.transpose(1, 2)  # (B, hw, CK)
+        a_sq = torch.matmul(qe_t, mem_key.pow(2))
+        two_ab = 2 * torch.matmul((qk * qe).transpose(1, 2), mem_key)
+        b_sq = (qe * qk.pow(2)).sum(dim=1).unsqueeze(-1)
+        similarity = (-a_sq + two_ab - b_sq) * mem_shrinkage / math.sqrt(ck)
+        similarity = similarity + (1 - mem_valid).unsqueeze(1) * S.MASKED_SIMILARITY
+        k = min(S.TOP_K, similarity.shape[-1])
+        top = torch.topk(similarity, k=k, dim=-1).values
+        keep = (similarity >= top[..., k - 1 : k]).to(similarity.dtype)
+        weights = torch.exp(similarity - top[..., 0:1]) * keep
+        affinity = weights / weights.sum(dim=-1, keepdim=True)  # (B, hw, N)
+        readout = torch.matmul(mem_value, affinity.transpose(1, 2))
         return readout.reshape(b, mem_value.shape[1], h, w)
 
     def blend_with_uncertainty(self, visual_readout, last_msk_value, last_pix_feat, pix_feat, last_mask):

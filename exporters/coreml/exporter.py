@@ -215,7 +215,9 @@ class CoreMLExporter:
 
 def cache_version(target: str = DEFAULT_TARGET) -> str:
     """The exporter-version part of the cache key: exporter version and deployment target."""
-    return f"{EXPORTER_VERSION}+{target}"
+    from matanyone_engine.backends.torch import graph_revision
+
+    return f"{EXPORTER_VERSION}+{graph_revision()}+{target}"
 
 
 def _check_request(precision: str, target: str) -> None:

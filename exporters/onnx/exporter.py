@@ -288,7 +288,9 @@ def export_module(
 
 def cache_version(torch_exporter: str = DEFAULT_TORCH_EXPORTER) -> str:
     """The exporter version as it enters the cache key: the graphs differ between torch exporters."""
-    return f"{EXPORTER_VERSION}/{torch_exporter}"
+    from matanyone_engine.backends.torch import graph_revision
+
+    return f"{EXPORTER_VERSION}+{graph_revision()}/{torch_exporter}"
 
 
 def _check_torch_exporter(name: str) -> None:
