@@ -136,3 +136,22 @@ def make_clip(tmp_path: Path) -> Callable[..., Path]:
         return write_clip(tmp_path / name, **kwargs)
 
     return make
+
+
+# --- ONNX tests: one artifact cache per session, so each artifact set is exported once -----------
+
+ONNX_TEST_DIMS = (64, 96, 3)
+
+
+@pytest.fixture(scope="session")
+def onnx_shared_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "onnx-shared-cache"
+
+
+@pytest.fixture(scope="session")
+def standin_artifacts(onnx_shared_root: Path) -> Path:
+    """Exported stand-in modules (spec-shaped, tiny) at ONNX_TEST_DIMS."""
+    from matanyone_engine.core.spec import Dims
+    from matanyone_engine.exporters.onnx import OnnxExporter
+
+    return OnnxExporter().ensure("standin:v1", Dims(*ONNX_TEST_DIMS), root=onnx_shared_root)

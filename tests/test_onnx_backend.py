@@ -32,17 +32,6 @@ ONNX_BACKENDS = ("onnx-cpu", "onnx-cuda", "onnx-coreml", "onnx-openvino")
 
 
 @pytest.fixture(scope="session")
-def onnx_shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Same directory as test_onnx_export's fixture: artifacts exported there are reused here."""
-    return tmp_path_factory.getbasetemp() / "onnx-shared-cache"
-
-
-@pytest.fixture(scope="session")
-def standin_artifacts(onnx_shared_root: Path) -> Path:
-    return OnnxExporter().ensure(STANDIN, DIMS, root=onnx_shared_root)
-
-
-@pytest.fixture(scope="session")
 def standin_torch():
     modules, _ = resolve_torch_modules(STANDIN, DIMS)
     return {n: TorchNumpyModule(ALL_MODULE_SPECS[n], m) for n, m in modules.items()}, modules

@@ -31,17 +31,6 @@ STANDIN = "standin:v1"
 
 
 @pytest.fixture(scope="session")
-def onnx_shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One artifact cache for the whole test session, so each artifact set is exported once."""
-    return tmp_path_factory.getbasetemp() / "onnx-shared-cache"
-
-
-@pytest.fixture(scope="session")
-def standin_artifacts(onnx_shared_root: Path) -> Path:
-    return OnnxExporter().ensure(STANDIN, DIMS, root=onnx_shared_root)
-
-
-@pytest.fixture(scope="session")
 def standin_modules():
     modules, _ = resolve_torch_modules(STANDIN, DIMS)
     return modules
