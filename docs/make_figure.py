@@ -1,5 +1,6 @@
 """Make docs/demo.png for the README: one frame, its alpha and the green-screen composite, produced by
-this project (`matanyone_engine.core.api.matte`) on the MatAnyone sample clip.
+this project (`matanyone_engine.core.api.matte`) on the generated demo clip (or, with --sample, on
+the MatAnyone sample clip, whose licence forbids committing the result).
 
     python docs/make_figure.py [--weights official|PATH|seeded:v1-pm] [--frame 8]
 
@@ -27,10 +28,20 @@ def main() -> None:
     parser.add_argument("--frame", type=int, default=8)
     parser.add_argument("--max-size", type=int, default=240)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "demo.png")
+    parser.add_argument("--sample", action="store_true",
+                        help="use ../shared/data's sample clip (non-commercial licence: do not commit the result)")
     args = parser.parse_args()
-    data = ROOT.parent / "shared" / "data"
+    if args.sample:
+        data = ROOT.parent / "shared" / "data"
+        clip, mask = data / "test-sample1.mp4", data / "test-sample1.png"
+    else:  # the generated clip of `matanyone demo`, free to commit
+        import tempfile
+
+        from matanyone_engine.core.demo import synthetic_clip
+
+        clip, mask = synthetic_clip(Path(tempfile.mkdtemp()), frames=args.frame + 1)
     chosen = None
-    for frame in matte(data / "test-sample1.mp4", data / "test-sample1.png", weights=args.weights, backend="torch",
+    for frame in matte(clip, mask, weights=args.weights, backend="torch",
                        max_size=args.max_size, frames=args.frame + 1):
         chosen = frame
     rgb, alpha = chosen.rgb, chosen.alpha
