@@ -260,9 +260,9 @@ def doctor() -> None:
     lines.append("plugins: " + ", ".join(name for name, _ in pm.list_name_plugin()))
     lines.append("exporters: " + ", ".join(sorted(plugins.exporters())))
     try:
-        from .cache import cache_dir
+        from .cache import cache_root
 
-        lines.append(f"cache: {cache_dir()}")
+        lines.append(f"cache: {cache_root()}")
     except ImportError:
         pass
     typer.echo("\n".join(lines))

@@ -14,6 +14,10 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+# The project's own tests load only the project's own plugins, so a third-party plugin installed in
+# the same environment cannot change what they see; set MATANYONE_PLUGINS to test with others.
+os.environ.setdefault("MATANYONE_PLUGINS", "torch,onnx,coreml,masks")
+
 
 def _need(path: Path) -> Path:
     if not path.exists():

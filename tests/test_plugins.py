@@ -53,6 +53,7 @@ def test_broken_plugin_warns_and_others_survive(monkeypatch):
     import warnings
 
     monkeypatch.setitem(plugins.BUILTIN_PLUGINS, "broken", "matanyone_engine.no_such_module")
+    monkeypatch.setenv("MATANYONE_PLUGINS", "torch,broken")
     plugins.reset()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -62,3 +63,16 @@ def test_broken_plugin_warns_and_others_survive(monkeypatch):
         assert any("broken" in str(w.message) for w in caught)
     finally:
         plugins.reset()
+
+
+def test_project_tests_load_only_builtin_plugins():
+    names = {n for n, _ in plugins.get_plugin_manager().list_name_plugin()}
+    assert names <= {"torch", "onnx", "coreml", "masks"}
+
+
+def test_doctor_reports_platform_versions_and_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    for expected in ("python 3.", "numpy ", "torch ", "onnxruntime providers: ", "CPUExecutionProvider", "plugins: ", f"cache: {tmp_path}"):
+        assert expected in result.output, expected
