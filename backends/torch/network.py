@@ -270,24 +270,34 @@ class MatAnyoneNet(nn.Module):
     def read_memory(self, query_key, query_selection, mem_key, mem_shrinkage, mem_value, mem_valid):
         """Top-k attention of every query pixel over the valid memory tokens.
 
-        The similarity is laid out (B, query pixels, memory tokens) so top-k and the softmax run
-        over the innermost, contiguous axis, which is what runtimes' TopK kernels are fast at."""
+        The official similarity, ``(2ab - a^2 - b^2) * shrinkage / sqrt(CK)`` plus the mask of empty
+        slots, is a sum of per-channel products, so it is computed as ONE matmul of a memory-side
+        factor (2k, -k^2, -1, each row scaled by its shrinkage; then the empty-slot mask) with a
+        query-side factor (k*e, e, sum(e*k^2), 1): no elementwise pass over the (hw x N) matrix.
+        Only the top-k values and indices of each row are used after that: their softmax weights
+        the k gathered memory values, where the official scatters them into a dense affinity and
+        multiplies by every memory value (k / N of that work is non-zero).
+        """
         b, ck, h, w = query_key.shape
-        qk = query_key.flatten(2)
+        n = mem_key.shape[-1]
+        qk = query_key.flatten(2)  # (B, CK, hw)
         qe = query_selection.flatten(2)
-        qe_t = qe.transpose(1, 2)  # (B, hw, CK)
-        a_sq = torch.matmul(qe_t, mem_key.pow(2))
-        two_ab = 2 * torch.matmul((qk * qe).transpose(1, 2), mem_key)
-        b_sq = (qe * qk.pow(2)).sum(dim=1).unsqueeze(-1)
-        similarity = (-a_sq + two_ab - b_sq) * mem_shrinkage / math.sqrt(ck)
-        similarity = similarity + (1 - mem_valid).unsqueeze(1) * S.MASKED_SIMILARITY
-        k = min(S.TOP_K, similarity.shape[-1])
-        top = torch.topk(similarity, k=k, dim=-1).values
-        keep = (similarity >= top[..., k - 1 : k]).to(similarity.dtype)
-        weights = torch.exp(similarity - top[..., 0:1]) * keep
-        affinity = weights / weights.sum(dim=-1, keepdim=True)  # (B, hw, N)
-        readout = torch.matmul(mem_value, affinity.transpose(1, 2))
-        return readout.reshape(b, mem_value.shape[1], h, w)
+        b_sq = (qe * qk.pow(2)).sum(dim=1, keepdim=True)  # (B, 1, hw)
+        query_side = torch.cat([qk * qe, qe, b_sq, torch.ones_like(b_sq)], dim=1)  # (B, 2CK+2, hw)
+        scale = mem_shrinkage / math.sqrt(ck)  # (B, 1, N)
+        empty = (1 - mem_valid).unsqueeze(1) * S.MASKED_SIMILARITY  # (B, 1, N)
+        memory_side = torch.cat(
+            [2 * mem_key * scale, -mem_key.pow(2) * scale, -scale, empty], dim=1
+        )  # (B, 2CK+2, N)
+        similarity = torch.matmul(query_side.transpose(1, 2), memory_side)  # (B, hw, N)
+        k = min(S.TOP_K, n)
+        top_values, top_indices = top_k_first_index(similarity, k)  # (B, hw, k)
+        weights = torch.softmax(top_values, dim=-1)
+        rows = (top_indices + torch.arange(b, device=top_indices.device).view(b, 1, 1) * n).reshape(-1)
+        values = mem_value.transpose(1, 2).reshape(b * n, -1).index_select(0, rows)  # (B*hw*k, CV)
+        values = values.reshape(b * h * w, k, -1)
+        readout = torch.bmm(weights.reshape(b * h * w, 1, k), values)  # (B*hw, 1, CV)
+        return readout.reshape(b, h * w, -1).transpose(1, 2).reshape(b, mem_value.shape[1], h, w)
 
     def blend_with_uncertainty(self, visual_readout, last_msk_value, last_pix_feat, pix_feat, last_mask):
         small = area_downsample(last_mask, last_mask.shape[-1] // pix_feat.shape[-1])
@@ -297,6 +307,27 @@ class MatAnyoneNet(nn.Module):
 
     def decode(self, f8, f4, f2, f1, readout, sensory):
         return self.mask_decoder(f8, f4, f2, f1, readout, sensory)
+
+
+def top_k_first_index(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k along the last axis, choosing the lowest indices among values tied at the k-th place.
+
+    That is the ONNX TopK rule, which exported graphs follow; eager ``torch.topk`` picks tied
+    elements in no defined order. Identical memory keys (flat image areas, letterbox bars, repeated
+    frames) tie exactly, and their values differ, so without one rule the runtimes disagree there.
+    Traced for export, this is plain TopK. The order of the k results is not part of the contract
+    (the caller sums over them).
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return torch.topk(x, k=k, dim=-1)
+    values = torch.topk(x, k=k, dim=-1).values
+    kth = values[..., k - 1 :]
+    above = x > kth
+    tied = x == kth
+    room = k - above.sum(dim=-1, keepdim=True)  # how many tied entries still fit
+    chosen = above | (tied & (tied.cumsum(dim=-1) <= room))
+    indices = chosen.nonzero()[:, -1].reshape(*x.shape[:-1], k)  # row-major: k per row, ascending
+    return x.gather(-1, indices), indices
 
 
 # ------------------------------------------------------------------------------------ weights
