@@ -16,6 +16,7 @@ import numpy as np
 
 from . import plugins
 from .errors import BackendError, InputError
+from .precision import resolve as resolve_precision
 from .protocol import LoadRequest, Module
 from .spec import MODULE_NAMES, VARIANT_OF, Dims
 from .state import MemoryConfig, matte_frames
@@ -89,6 +90,32 @@ def resolve_backend(name: str):
     return backend
 
 
+def module_backends(backend: str, placement: str | Mapping[str, str] | None = None) -> dict[str, str]:
+    """{module: backend name} for a backend (``auto`` resolved) and an optional placement."""
+    table = parse_placement(placement)
+    if backend == "auto":
+        backend, measured = auto_choice()
+        table = {**measured, **table}
+    return {m: table.get(m, backend) for m in MODULE_NAMES}
+
+
+def precision_plan(backend: str, precision: str, placement: str | Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """{backend name: (concrete precision, why)} for every backend the modules will come from:
+    what ``--precision fast`` turns into here, for the CLI and the benchmark to report."""
+    return {name: resolve_precision(resolve_backend(name), precision) for name in dict.fromkeys(module_backends(backend, placement).values())}
+
+
+def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None) -> bool:
+    """Whether overlapping the next frame's image encoder with the current frame helps.
+
+    Only when the encoder runs on an accelerator: then the CPU thread that waits on it is free.
+    On a CPU backend every module already uses all cores, and running two at once measured
+    slower on the benchmark machine (see the README's performance notes).
+    """
+    encoder_backend = module_backends(backend, placement)["encoder"]
+    return bool(getattr(resolve_backend(encoder_backend), "accelerated", False))
+
+
 def load_modules(
     backend: str,
     weights: str,
@@ -100,15 +127,13 @@ def load_modules(
     options: Mapping | None = None,
 ) -> dict[str, Module]:
     """The five modules, each from its placed backend (``backend`` for the rest)."""
-    table = parse_placement(placement)
-    if backend == "auto":
-        backend, measured = auto_choice()
-        table = {**measured, **table}
-    wanted = {m: table.get(m, backend) for m in MODULE_NAMES}
+    wanted = module_backends(backend, placement)
     loaded: dict[str, Mapping[str, Module]] = {}
     for name in dict.fromkeys(wanted.values()):
-        request = LoadRequest(weights=weights, dims=dims, precision=precision, threads=threads, options=dict(options or {}))
-        loaded[name] = resolve_backend(name).load(request)
+        chosen_backend = resolve_backend(name)
+        concrete, _ = resolve_precision(chosen_backend, precision)
+        request = LoadRequest(weights=weights, dims=dims, precision=concrete, threads=threads, options=dict(options or {}))
+        loaded[name] = chosen_backend.load(request)
     chosen = {m: loaded[b][m] for m, b in wanted.items()}
     # an optional variant comes from the backend of the module it stands in for
     for variant, base in VARIANT_OF.items():
@@ -135,10 +160,14 @@ def matte(
     placement: str | Mapping[str, str] | None = None,
     threads: int | None = None,
     modules: Mapping[str, Module] | None = None,
+    pipeline: bool | None = None,
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
     Everything that can be checked is checked before the model loads, so bad input fails fast.
+    ``precision="fast"`` lets each backend pick its quickest precision within the official
+    demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
+    ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
     """
     from . import masks, video
 
@@ -164,6 +193,8 @@ def matte(
     dims, _ = clip_dims(height, width, mem_frames)
     if modules is None:
         modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
+        if pipeline is None:
+            pipeline = pipeline_pays(backend, placement)
 
     from .pipeline import prefetch
 
@@ -185,6 +216,7 @@ def matte(
         warmup=warmup,
         mem_frames=mem_frames,
         config=MemoryConfig(mem_every=mem_every),
+        pipeline=bool(pipeline),
     )
     for result in results:
         rgb = kept.pop(0)

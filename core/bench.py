@@ -92,14 +92,15 @@ class BenchConfig:
     backend: str
     precision: str = "fp32"
     placement: tuple[tuple[str, str], ...] = ()
+    pipeline: bool = False  # the next frame's image encoder overlapped with the current frame
 
     @property
     def label(self) -> str:
         """Unique, human-readable key used in tables, ratios and JSON."""
         base = f"{self.backend}/{self.precision}"
-        if not self.placement:
-            return base
-        return base + " [" + ",".join(f"{m}={b}" for m, b in self.placement) + "]"
+        if self.placement:
+            base += " [" + ",".join(f"{m}={b}" for m, b in self.placement) + "]"
+        return base + (" +pipeline" if self.pipeline else "")
 
     def module_backends(self) -> dict[str, str]:
         """Which backend serves each of the five modules under this configuration."""
@@ -124,10 +125,12 @@ def base_module(name: str) -> str:
     return dict(getattr(_spec, "VARIANT_OF", {})).get(name, name)
 
 
-def make_config(backend: str, precision: str = "fp32", placement: Mapping[str, str] | None = None) -> BenchConfig:
+def make_config(
+    backend: str, precision: str = "fp32", placement: Mapping[str, str] | None = None, pipeline: bool = False
+) -> BenchConfig:
     """A BenchConfig with the placement in module order, so equal placements compare equal."""
     table = dict(placement or {})
-    return BenchConfig(backend, precision, tuple((m, table[m]) for m in MODULE_NAMES if m in table))
+    return BenchConfig(backend, precision, tuple((m, table[m]) for m in MODULE_NAMES if m in table), pipeline)
 
 
 def available_backends() -> list[str]:
@@ -306,7 +309,9 @@ class TimedModule:
         return outputs
 
 
-def time_clip_pass(modules: Mapping[str, Module], clip: ClipData, state_warmup: int = 1, mem_frames: int = 5) -> dict[str, Any]:
+def time_clip_pass(
+    modules: Mapping[str, Module], clip: ClipData, state_warmup: int = 1, mem_frames: int = 5, pipeline: bool = False
+) -> dict[str, Any]:
     """One pass of the state machine over the clip with every module timed.
 
     Every module the backend handed over is wrapped, optional variants included, so the state
@@ -314,14 +319,16 @@ def time_clip_pass(modules: Mapping[str, Module], clip: ClipData, state_warmup: 
     each module), ``frames`` (steady-state frames 1..n-1, between consecutive mattes),
     ``first_frame`` (frame 0: seed plus 1 + state_warmup first-frame predictions), ``wall`` (the
     whole pass), and ``frame_calls``: how often each module ran in each steady-state frame (the
-    mix differs between memory and other frames, and FLOPs per frame follow from it).
+    mix differs between memory and other frames, and FLOPs per frame follow from it). With
+    ``pipeline`` the encoder of frame t+1 overlaps frame t, so module times include contention and
+    only the frame times say what the overlap gains.
     """
     calls: dict[str, list[float]] = {name: [] for name in modules}
     timed = {name: TimedModule(module, calls[name]) for name, module in modules.items()}
     gc.collect()  # start every pass with the same garbage, so a collection lands in no pass by habit
     stamps = [time.perf_counter()]
     counts = [{name: 0 for name in calls}]
-    for _ in matte_frames(timed, iter(clip.frames), clip.mask, warmup=state_warmup, mem_frames=mem_frames):
+    for _ in matte_frames(timed, iter(clip.frames), clip.mask, warmup=state_warmup, mem_frames=mem_frames, pipeline=pipeline):
         stamps.append(time.perf_counter())
         counts.append({name: len(c) for name, c in calls.items()})
     gaps = np.diff(stamps).tolist()
@@ -417,7 +424,7 @@ class _LocalRunner:
         self.modules: dict[str, Module] | None = None
 
     def start(self) -> dict[str, Any]:
-        from .api import load_modules
+        from .api import load_modules, precision_plan
 
         dims, _ = clip_dims(*self.clip.size, self.mem_frames)
         baseline = _current_rss_mb()
@@ -432,12 +439,14 @@ class _LocalRunner:
         )
         load_s = time.perf_counter() - started
         declared = {n: f for n, m in self.modules.items() if (f := _declared_flops(n, m)) is not None}
+        plan = precision_plan(self.config.backend, self.config.precision, dict(self.config.placement))
         return {"load_s": load_s, "baseline_rss_mb": baseline, "declared_flops": declared,
-                "threads": _runtime_threads(self.modules)}
+                "threads": _runtime_threads(self.modules),
+                "resolved_precision": {name: chosen for name, (chosen, _) in plan.items()}}
 
     def run_pass(self) -> dict[str, Any]:
         assert self.modules is not None, "start() first"
-        return time_clip_pass(self.modules, self.clip, self.state_warmup, self.mem_frames)
+        return time_clip_pass(self.modules, self.clip, self.state_warmup, self.mem_frames, self.config.pipeline)
 
     def finish(self) -> dict[str, Any]:
         threads = _runtime_threads(self.modules)
@@ -620,8 +629,9 @@ def run_bench(
     results = []
     flops_cache: dict[str, tuple[dict[str, int] | None, str]] = {}
     for config in configs:
-        base = {"backend": config.backend, "precision": config.precision, "label": config.label,
-                "placement": dict(config.placement) or None}
+        base = {"backend": config.backend, "precision": config.precision,
+                "resolved_precision": info.get(config.label, {}).get("resolved_precision"),
+                "pipeline": config.pipeline, "label": config.label, "placement": dict(config.placement) or None}
         if config.label in errors:
             results.append({**base, "error": errors[config.label]})
             continue
@@ -1101,6 +1111,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def shown_label(result: Mapping[str, Any]) -> str:
+    """The result's label, with what ``fast`` became on each backend (``onnx-cpu/fast=fp32``)."""
+    resolved = result.get("resolved_precision") or {}
+    if result.get("precision") != "fast" or not resolved:
+        return result["label"]
+    chosen = ",".join(dict.fromkeys(resolved.values()))
+    return result["label"].replace("/fast", f"/fast={chosen}", 1)
+
+
 def render_table(report: Mapping[str, Any], console: Any = None) -> None:
     """The report on ``console`` (stdout by default): a per-frame summary table, a per-module
     table of medians, then the ratios. Two narrow tables rather than one wide one, so they stay
@@ -1129,7 +1148,7 @@ def render_table(report: Mapping[str, Any], console: Any = None) -> None:
         frame = result["frame"]
         spread = "-" if frame.get("p10_ms") is None else f"{frame['p10_ms']:.0f}-{frame['p90_ms']:.0f}"
         summary.add_row(
-            result["label"],
+            shown_label(result),
             _num(frame.get("median_ms"), 1),
             spread,
             _num(frame.get("fps"), 2),
@@ -1198,6 +1217,7 @@ def plan_configs(
     backends: Sequence[str] | None,
     precisions: Sequence[str] | None,
     placement: str | None,
+    pipeline: bool = False,
 ) -> list[BenchConfig]:
     """The configurations a ``bench`` command line asks for.
 
@@ -1205,8 +1225,11 @@ def plan_configs(
     ``auto`` means the placement of the newest search profile. With ``--placement``, each listed
     backend (default: torch and the backends the placement names) runs on its own and the placed
     mix runs next to them (default backend for unplaced modules: the first listed), so the ratios
-    show what the placement gains.
+    show what the placement gains. ``pipeline`` adds each configuration once more with the image
+    encoder pipelined, run interleaved with the plain one, so the ratio is the overlap's gain.
     """
+    from dataclasses import replace
+
     from .api import parse_placement, resolve_backend
 
     precisions = list(dict.fromkeys(precisions or ["fp32"]))
@@ -1229,6 +1252,8 @@ def plan_configs(
     if table:
         default = next((n for n in names if n != "auto"), "torch")
         configs += [make_config(default, p, table) for p in precisions]
+    if pipeline:
+        configs += [replace(c, pipeline=True) for c in configs]
     return list(dict.fromkeys(configs))
 
 
@@ -1248,7 +1273,7 @@ def _offered(name: str, precisions: Sequence[str]) -> list[str]:
     declared = declared_precisions(name)
     if declared is None:
         return list(precisions)
-    kept = [p for p in precisions if p in declared]
+    kept = [p for p in precisions if p in declared or p == "fast"]  # every backend resolves fast
     if not kept:
         raise BackendError(
             f"backend {name} does not offer precision {', '.join(precisions)}; it offers {', '.join(declared)}"
@@ -1290,6 +1315,9 @@ def bench(
     prepare: bool = typer.Option(
         True, "--prepare/--no-prepare", help="Load each configuration once first, so exports do not count as load."
     ),
+    pipeline: bool = typer.Option(
+        False, "--pipeline", help="Also measure each configuration with the next frame's image encoder overlapped."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Time each module and each frame per backend x precision through the real state machine."""
@@ -1303,6 +1331,7 @@ def bench(
             state_warmup=state_warmup, threads=threads, weights=weights, precisions=precision,
             json_out=json_out, plot=plot, placement=placement, search=search, profile_out=profile_out,
             clip=clip, mask=mask, synthetic=synthetic, isolate=not in_process, prepare=prepare, log=log,
+            pipeline=pipeline,
         )
     except MatanyoneError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -1338,6 +1367,7 @@ def bench_command(
     isolate: bool = True,
     prepare: bool = True,
     log: Log | None = None,
+    pipeline: bool = False,
 ) -> tuple[dict[str, Any], Path | None]:
     """Everything ``bench`` does except printing: returns (report, profile path or None).
 
@@ -1364,7 +1394,7 @@ def bench_command(
             resolve_backend(name)
         configs = [make_config(name, precision) for name in chosen]
     else:
-        configs = plan_configs(backends, precisions, placement)
+        configs = plan_configs(backends, precisions, placement, pipeline)
     data = load_clip((height, width), frames, clip, mask, synthetic)
     if log:
         log(f"clip: {data.source}, {frames} frames at {height}x{width}; "

@@ -58,9 +58,16 @@ def run(
     alpha_format: str = typer.Option("png16", "--alpha-format", help="png16, png8 or video."),
     background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
     video_format: str = typer.Option("prores", "--video-format", help="Transparent video: prores or webm."),
-    precision: str = typer.Option("fp32", help="fp32, or what the backend offers (torch: bf16)."),
+    precision: str = typer.Option(
+        "fp32", help="fp32 | bf16 (torch: the official demo's CPU autocast) | fp16 | fast (each backend's quickest "
+        "precision within the official demo's accuracy; the choice is printed).",
+    ),
     placement: Optional[str] = typer.Option(None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for the backend."),
+    pipeline: Optional[bool] = typer.Option(
+        None, "--pipeline/--no-pipeline",
+        help="Run the next frame's image encoder during the current frame (default: only when the encoder is on a GPU/ANE).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Matte INPUT, writing one alpha frame per input frame under OUTPUT/<input name>/."""
@@ -73,6 +80,11 @@ def run(
         from .mask_providers import first_frame_mask
 
         first_mask = first_frame_mask(input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=start)
+        if precision == "fast" and not quiet:
+            from .api import precision_plan
+
+            for name, (chosen, why) in precision_plan(backend, precision, placement).items():
+                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
         written = convert_video(
             input,
             first_mask,
@@ -93,6 +105,7 @@ def run(
             precision=precision,
             placement=placement,
             threads=threads,
+            pipeline=pipeline,
         )
     except MatanyoneError as exc:
         finish()

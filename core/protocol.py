@@ -37,7 +37,13 @@ class LoadRequest:
 
 
 class Backend(Protocol):
-    """A registered backend. ``available()`` answers without loading any model."""
+    """A registered backend. ``available()`` answers without loading any model.
+
+    Optional, read with ``getattr``: ``accelerated`` (True when the modules run on a GPU or
+    Neural Engine, so the CPU is free to overlap work: the driver then pipelines the image
+    encoder), ``fast_precision()`` -> (precision, reason) for ``--precision fast``,
+    ``precisions`` (what it offers), ``devices()``, ``module_flops(dims)``.
+    """
 
     name: str
     description: str

@@ -14,12 +14,19 @@ long-term memory, one object):
   memory frames, only for the next frame's ``last_msk_value`` otherwise.
 
 Working memory is a fixed ring buffer of T slots: slot 0 is permanent, slots 1..T-1 are a FIFO.
-Order inside the buffer does not matter (top-k and softmax are permutation invariant), so a FIFO
-write is a slot overwrite, never a copy of the whole memory.
+Order inside the buffer does not matter (top-k and softmax are permutation invariant; only which
+of several exactly tied tokens fills the last top-k places depends on it, a choice the official
+code leaves to ``torch.topk``), so a FIFO write is a slot overwrite, never a copy of the memory.
+
+The image encoder is the one module that depends on nothing but the frame, so the driver runs it
+once for frame 0 (seed, first-frame prediction and warm-up all see the same image) and, with
+``pipeline=True``, runs the next frame's encoder on a worker thread while the current frame's
+read, decoder and mask encoder run.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
 
@@ -158,17 +165,24 @@ class MattingStateMachine:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def seed(self, image: np.ndarray, mask: np.ndarray) -> StepOutput:
+    def encode(self, image: np.ndarray) -> Mapping[str, np.ndarray]:
+        """The image encoder's outputs for ``image``: what ``seed`` and ``step`` take as ``encoded``."""
+        return self.modules["encoder"](image=image)
+
+    def seed(self, image: np.ndarray, mask: np.ndarray, encoded: Mapping[str, np.ndarray] | None = None) -> StepOutput:
         """Encode the first-frame mask (padded (1,1,H,W) in [0,1]) as permanent memory."""
         self.curr_ti += 1
-        enc = self.modules["encoder"](image=image)
+        enc = encoded if encoded is not None else self.encode(image)
         self.last_mask = mask
         self.last_pix_feat = enc["pix_feat"]
         self._encode_and_remember(enc, mask, deep=True)
         self._record("seed", {"sensory": self.sensory, "last_msk_value": self.last_msk_value})
         return StepOutput(alpha=mask, logits=None, kind="seed", is_memory_frame=True)
 
-    def step(self, image: np.ndarray, first_frame_pred: bool = False) -> StepOutput:
+    def step(
+        self, image: np.ndarray, first_frame_pred: bool = False, encoded: Mapping[str, np.ndarray] | None = None
+    ) -> StepOutput:
+        """One frame. ``encoded`` is ``encode(image)`` when the caller already has it."""
         if self.last_mask is None:
             raise RuntimeError("seed() must be called with the first-frame mask before step()")
         self.curr_ti += 1
@@ -181,7 +195,7 @@ class MattingStateMachine:
             is_mem_frame = self.curr_ti - self.last_mem_ti >= self.config.mem_every
             update_sensory = (self.curr_ti - self.last_mem_ti) in self._stagger
 
-        enc = self.modules["encoder"](image=image)
+        enc = encoded if encoded is not None else self.encode(image)
         obj_memory = self.obj_memory
         if self.curr_ti == 0:
             readout = self.modules["read_first"](
@@ -251,13 +265,19 @@ def matte_frames(
     mem_frames: int = 5,
     config: MemoryConfig | None = None,
     recorder: Recorder | None = None,
+    pipeline: bool = False,
 ) -> Iterator[FrameResult]:
     """Stream alpha mattes for ``frames`` (HxWx3 uint8 RGB), one per input frame, in order.
 
     ``mask_255`` is the prepared first-frame mask (HxW, 0..255, same size as the frames).
     The official demo's flow: seed step and a first-frame prediction on frame 0, ``warmup`` more
     first-frame predictions on frame 0 (the last one's output is frame 0's matte), then every
-    later frame normally.
+    later frame normally. Frame 0 is encoded once for all of those steps.
+
+    ``pipeline`` overlaps frame t+1's image encoder (on a worker thread) with the rest of frame t.
+    It pays where the encoder has its own compute (an accelerator, or CPU cores the other modules
+    leave idle); where every module already uses all cores it only adds contention, so the
+    callers decide (see ``api.pipeline_pays``). Results are identical either way.
     """
     iterator = iter(frames)
     try:
@@ -270,13 +290,42 @@ def matte_frames(
     dims, pads = clip_dims(height, width, mem_frames)
     machine = MattingStateMachine(modules, dims, config, recorder)
     image = frame_to_input(first, pads)
-    machine.seed(image, mask_to_input(mask_255, pads))
-    out = machine.step(image, first_frame_pred=True)
+    encoded = machine.encode(image)
+    machine.seed(image, mask_to_input(mask_255, pads), encoded=encoded)
+    out = machine.step(image, first_frame_pred=True, encoded=encoded)
     for _ in range(warmup):
-        out = machine.step(image, first_frame_pred=True)
+        out = machine.step(image, first_frame_pred=True, encoded=encoded)
     yield FrameResult(0, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
-    for index, frame in enumerate(iterator, start=1):
+
+    def checked(index: int, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] != (height, width):
             raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
-        out = machine.step(frame_to_input(frame, pads))
-        yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
+        return frame_to_input(frame, pads)
+
+    if not pipeline:
+        for index, frame in enumerate(iterator, start=1):
+            out = machine.step(checked(index, frame))
+            yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
+        return
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matanyone-encoder") as worker:
+
+        def submit(index: int) -> tuple[np.ndarray, Future] | None:
+            frame = next(iterator, None)
+            if frame is None:
+                return None
+            image = checked(index, frame)
+            return image, worker.submit(machine.encode, image)
+
+        index, pending = 1, submit(1)
+        try:
+            while pending is not None:
+                image, future = pending
+                encoded = future.result()
+                pending = submit(index + 1)  # the next encoder runs while this frame's modules do
+                out = machine.step(image, encoded=encoded)
+                yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
+                index += 1
+        finally:
+            if pending is not None:
+                pending[1].cancel()

@@ -216,16 +216,17 @@ def test_run_table_markdown_and_readme_markers(tmp_path: Path):
 
 @pytest.mark.parametrize("variants", [False, True])
 def test_timing_proxy_sees_every_module_call_of_the_state_machine(variants: bool):
-    """Seed (encoder, mask_encoder), 1 + state_warmup first-frame predictions (encoder, read_first,
-    decoder, mask_encoder) on frame 0, then one normal step per later frame (encoder, read,
-    decoder, and the mask encoder, or its shallow variant when the backend has one: frames 1 and 2
-    are not memory frames): the counts say the proxy is in the path of every call, variants too."""
+    """Frame 0: one encoder call (seed and first-frame predictions share it), the seed's mask
+    encoder, then 1 + state_warmup first-frame predictions (read_first, decoder, mask_encoder); then
+    one normal step per later frame (encoder, read, decoder, and the mask encoder, or its shallow
+    variant when the backend has one: frames 1 and 2 are not memory frames): the counts say the
+    proxy is in the path of every call, variants too."""
     frames, mask = B.synthetic_clip(32, 48, 3)
     clip = B.ClipData(frames, mask.astype(np.float32), "synthetic")
     modules = _FakeBackend("fake", variants).load(LoadRequest("seeded:v1-pm", clip_dims(32, 48)[0]))
     timed = B.time_clip_pass(modules, clip, state_warmup=1)
     counts = {name: len(calls) for name, calls in timed["modules"].items()}
-    expected = {"encoder": 5, "mask_encoder": 5, "read_first": 2, "read": 2, "decoder": 4}
+    expected = {"encoder": 3, "mask_encoder": 5, "read_first": 2, "read": 2, "decoder": 4}
     if variants:
         expected.update(mask_encoder=3, mask_value=2)
     assert counts == expected
@@ -252,3 +253,59 @@ def test_search_credits_a_shallow_variant_per_frame():
     assert profile["measured"]["b"]["cost_ms"]["mask_encoder"] == pytest.approx(10 * 0.2 + 3 * 0.8)
     assert profile["placement"]["mask_encoder"] == "b"
     assert profile["placement"]["read_first"] == "a"  # never in a steady frame: compared per call
+
+
+class _FastFake(_FakeBackend):
+    """A fake that declares what ``--precision fast`` means for it, and records what it loaded."""
+
+    precisions = ("fp32", "fp16")
+    loaded: list[str] = []
+
+    def fast_precision(self) -> tuple[str, str]:
+        return "fp16", "fake accelerator"
+
+    def load(self, request: LoadRequest):
+        type(self).loaded.append(request.precision)
+        return super().load(request)
+
+
+class _FastPlugin:
+    @hookimpl
+    def register_backends(self, register) -> None:
+        register(_FastFake("fake-fast"))
+
+
+def test_fast_precision_is_resolved_per_backend_and_reported(tmp_path: Path, fake_backends):
+    """``-p fast`` loads each backend at the precision it names, and the JSON says which."""
+    manager = plugins.get_plugin_manager()
+    manager.register(_FastPlugin(), name="test-bench-fast")
+    _FastFake.loaded = []
+    try:
+        out_json = tmp_path / "r.json"
+        result = CliRunner().invoke(
+            _app(), ["bench", "-b", "fake-fast", "-b", "fake-a", "-p", "fast", *TINY, "--in-process",
+                     "--json", str(out_json)]
+        )
+        assert result.exit_code == 0, result.output
+    finally:
+        manager.unregister(name="test-bench-fast")
+    report = json.loads(out_json.read_text())
+    by_label = {r["label"]: r for r in report["results"]}
+    assert by_label["fake-fast/fast"]["precision"] == "fast"
+    assert by_label["fake-fast/fast"]["resolved_precision"] == {"fake-fast": "fp16"}
+    assert by_label["fake-a/fast"]["resolved_precision"] == {"fake-a": "fp32"}  # declares nothing faster
+    assert set(_FastFake.loaded) == {"fp16"}  # never asked to load "fast" itself
+    assert B.shown_label(by_label["fake-fast/fast"]) == "fake-fast/fast=fp16"  # the table's row name
+
+
+def test_pipeline_option_measures_each_configuration_both_ways(tmp_path: Path, fake_backends):
+    configs = B.plan_configs(["fake-a"], ["fp32"], None, pipeline=True)
+    assert [c.label for c in configs] == ["fake-a/fp32", "fake-a/fp32 +pipeline"]
+    out_json = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        _app(), ["bench", "-b", "fake-a", "--pipeline", *TINY, "--in-process", "--json", str(out_json), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out_json.read_text())
+    assert [(r["label"], r["pipeline"]) for r in report["results"]] == [("fake-a/fp32", False), ("fake-a/fp32 +pipeline", True)]
+    assert set(report["ratios"]["frame"]) == {"fake-a/fp32", "fake-a/fp32 +pipeline"}

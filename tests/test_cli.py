@@ -168,3 +168,21 @@ def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
     assert "interrupted" in result.output
     assert leftovers(tmp_path) == []
     assert not (tmp_path / "out" / "clip").exists() and not (tmp_path / "out" / "clip_foreground.mp4").exists()
+
+
+def test_fast_precision_and_pipeline_match_the_plain_run(clip, tmp_path, monkeypatch):
+    """`--precision fast` says what it chose; where it chose fp32 (torch on a CPU without
+    bfloat16 instructions) and with the encoder pipelined, the mattes equal the plain run's."""
+    from matanyone_engine.core import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    video, mask = clip
+    plain = run_cli(video, "--mask", mask, "-o", tmp_path / "plain", "--backend", "torch", *FAST)
+    fast = run_cli(video, "--mask", mask, "-o", tmp_path / "fast", "--backend", "torch", "--precision", "fast",
+                   "--pipeline", *FAST)
+    assert plain.exit_code == 0 and fast.exit_code == 0, plain.output + fast.output
+    assert "precision fast on torch: fp32 (this CPU has no bfloat16 instructions" in fast.output
+    for name in [f"{i:06d}.png" for i in range(5)]:
+        a = np.asarray(Image.open(tmp_path / "plain" / "clip" / "alpha" / name))
+        b = np.asarray(Image.open(tmp_path / "fast" / "clip" / "alpha" / name))
+        np.testing.assert_array_equal(a, b)

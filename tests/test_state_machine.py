@@ -128,9 +128,58 @@ def test_matte_frames_runs_official_warmup_count_and_unpads():
     results = list(matte_frames(s.modules(), frames, mask, warmup=2, mem_frames=3))
     assert [r.index for r in results] == [0, 1, 2, 3]
     assert all(r.alpha.shape == (30, 45) for r in results)
-    # seed + 1 + 2 warm-up first-frame predictions, then 3 normal steps
-    assert len(calls_of(s, "encoder")) == 1 + 1 + 2 + 3
+    # frame 0 is encoded once for the seed, the first-frame prediction and 2 warm-up steps
+    # (all see the same image); then one encoder call per later frame
+    assert len(calls_of(s, "encoder")) == 1 + 3
     assert len(calls_of(s, "read_first")) == 3 and len(calls_of(s, "read")) == 3
+    assert len(calls_of(s, "decoder")) == 3 + 3
+
+
+def test_pipelined_encoder_gives_identical_results_and_runs_on_a_worker():
+    import threading
+
+    frames = [np.full((30, 45, 3), 10 * i + 3, np.uint8) for i in range(9)]
+    mask = np.zeros((30, 45), np.float32)
+    mask[5:20, 5:30] = 255
+    plain, piped = Scripted(), Scripted()
+    threads: list[str] = []
+    modules = piped.modules()
+    encoder = modules["encoder"]
+
+    class Spy:
+        spec = encoder.spec
+
+        def __call__(self, **inputs):
+            threads.append(threading.current_thread().name)
+            return encoder(**inputs)
+
+    modules["encoder"] = Spy()
+    want = list(matte_frames(plain.modules(), frames, mask, warmup=2, mem_frames=3))
+    got = list(matte_frames(modules, frames, mask, warmup=2, mem_frames=3, pipeline=True))
+    assert [r.index for r in got] == list(range(9))
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+        np.testing.assert_array_equal(a.logits, b.logits)
+    # every module saw the same inputs in the same order (encoder calls aside, which moved)
+    strip = lambda calls: [(n, sorted(k)) for n, k in calls if n != "encoder"]
+    assert strip(plain.calls) == strip(piped.calls)
+    for (na, ia), (nb, ib) in zip([c for c in plain.calls if c[0] != "encoder"], [c for c in piped.calls if c[0] != "encoder"]):
+        for key in ia:
+            np.testing.assert_array_equal(ia[key], ib[key], err_msg=f"{na}.{key}")
+    # frame 0 on the caller's thread, frames 1..8 on the encoder worker
+    assert threads[0] == threading.current_thread().name
+    assert len(threads) == 9 and all(t.startswith("matanyone-encoder") for t in threads[1:])
+
+
+def test_pipelined_driver_stops_cleanly_when_the_consumer_stops_early():
+    frames = [np.full((30, 45, 3), 10 * i, np.uint8) for i in range(6)]
+    mask = np.full((30, 45), 255, np.float32)
+    s = Scripted()
+    stream = matte_frames(s.modules(), frames, mask, warmup=0, mem_frames=3, pipeline=True)
+    first_two = [next(stream).index, next(stream).index]
+    stream.close()  # the worker is shut down; no frame beyond the one already submitted is encoded
+    assert first_two == [0, 1]
+    assert len(calls_of(s, "encoder")) <= 3
 
 
 def test_padding_matches_official_split():

@@ -187,6 +187,16 @@ class CoreMLBackend:
     def available(self) -> tuple[bool, str]:
         return coreml_status()
 
+    @property
+    def accelerated(self) -> bool:
+        return self.compute_unit != "cpu"
+
+    def fast_precision(self) -> tuple[str, str]:
+        """fp16 wherever the GPU or Neural Engine may run it (the ANE computes only float16)."""
+        if self.compute_unit == "cpu":
+            return "fp32", "Core ML's CPU unit gains little from fp16"
+        return "fp16", "the GPU and Neural Engine compute float16 natively"
+
     def devices(self) -> list[str]:
         ok, _ = self.available()
         return [COMPUTE_UNITS[self.compute_unit]] if ok else []

@@ -125,6 +125,18 @@ class OrtBackend:
             )
         return True, ""
 
+    @property
+    def accelerated(self) -> bool:
+        return self.provider != "CPUExecutionProvider"
+
+    def fast_precision(self) -> tuple[str, str]:
+        """fp16 on GPU providers; fp32 on the CPU, where both lower precisions lost when measured
+        (benchmarks/run_table.py and the closing notes): fp16 weights run slower than fp32 in
+        ORT's CPU kernels, and calibrated int8 (QDQ) doubled the bf16 autocast's alpha error."""
+        if self.provider in ("CUDAExecutionProvider", "CoreMLExecutionProvider"):
+            return "fp16", "the GPU computes float16 natively"
+        return "fp32", "on the CPU fp16 runs slower than fp32 and int8 exceeds the bf16 autocast's error"
+
     def devices(self) -> list[str]:
         ok, _ = self.available()
         if not ok:

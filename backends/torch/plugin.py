@@ -78,6 +78,22 @@ class TorchBackend:
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return [self.device_type]
 
+    @property
+    def accelerated(self) -> bool:
+        return self.device_type != "cpu"
+
+    def fast_precision(self) -> tuple[str, str]:
+        """bf16 autocast where the hardware has bfloat16 arithmetic, else fp32."""
+        from matanyone_engine.core.precision import cpu_has_native_bf16
+
+        if self.device_type == "cuda":
+            return "bf16", "CUDA GPUs run the bfloat16 autocast natively"
+        if self.device_type == "cpu" and cpu_has_native_bf16():
+            return "bf16", "this CPU has bfloat16 instructions"
+        if self.device_type == "cpu":
+            return "fp32", "this CPU has no bfloat16 instructions, so the bf16 autocast would be emulated (far slower)"
+        return "fp32", "the bf16 autocast is not measured on Metal"
+
     def module_flops(self, dims, weights: str = "seeded:v1-pm") -> dict[str, int]:
         """FLOPs per module at ``dims``, counted once by tracing the torch modules."""
         from .flops import count_module_flops
