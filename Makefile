@@ -35,7 +35,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/run_table.py
+	$(BIN)/python benchmarks/run_table.py --update-readme
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

@@ -309,3 +309,36 @@ def test_pipeline_option_measures_each_configuration_both_ways(tmp_path: Path, f
     report = json.loads(out_json.read_text())
     assert [(r["label"], r["pipeline"]) for r in report["results"]] == [("fake-a/fp32", False), ("fake-a/fp32 +pipeline", True)]
     assert set(report["ratios"]["frame"]) == {"fake-a/fp32", "fake-a/fp32 +pipeline"}
+
+
+def _run_table_module():
+    spec = importlib.util.spec_from_file_location("run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_table_side_run_rows_are_scaled_through_the_shared_reference():
+    """A slow configuration timed in a side run beside torch fp32 gets its speed-ups from the ratio
+    paired there, carried to the main run's clock through torch fp32's main-run median."""
+    rt = _run_table_module()
+
+    def result(label, ms, **extra):
+        backend, precision = label.split()[0].split("/")
+        return {"label": label, "backend": backend, "precision": precision, "frame": {"median_ms": ms, "p10_ms": ms,
+                "p90_ms": ms, "fps": 1000 / ms}, "modules": {}, **extra}
+
+    main = {"results": [result("torch/fp32", 2000.0), result("onnx-cpu/fast", 1000.0, resolved_precision={"onnx-cpu": "fp32"}),
+                        result("onnx-cpu/fp32 +pipeline", 1250.0, pipeline=True)],
+            "ratios": {"reference": "torch/fp32", "frame": {"torch/fp32": 1.0, "onnx-cpu/fast": 0.5,
+                                                            "onnx-cpu/fp32 +pipeline": 0.625}}}
+    side = {"results": [result("torch/fp32", 2500.0), result("torch/bf16", 150000.0)],
+            "ratios": {"reference": "torch/fp32", "frame": {"torch/fp32": 1.0, "torch/bf16": 60.0}},
+            "settings": {"frames": 3}}
+    rt.merge_side_run(main, side)
+    assert [r["label"] for r in main["results"]][-1] == "torch/bf16" and main["results"][-1]["side_run"]
+    assert rt.reference_equivalent_ms(main, "torch/bf16") == 2000.0 * 60.0  # not the side run's 150 s
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in rt.markdown_table(main, modules=False).splitlines()[2:]}
+    assert rows["fast (= fp32)"][5:7] == ["2.00", "120.00"]  # x torch fp32 (paired), x torch bf16
+    assert rows["fp32, pipelined"][5:7] == ["1.60", "96.00"]
+    assert rows["bf16 †"][5:7] == ["0.02", "1.00"]

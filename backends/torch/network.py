@@ -283,13 +283,21 @@ class MatAnyoneNet(nn.Module):
         qk = query_key.flatten(2)  # (B, CK, hw)
         qe = query_selection.flatten(2)
         b_sq = (qe * qk.pow(2)).sum(dim=1, keepdim=True)  # (B, 1, hw)
-        query_side = torch.cat([qk * qe, qe, b_sq, torch.ones_like(b_sq)], dim=1)  # (B, 2CK+2, hw)
         scale = mem_shrinkage / math.sqrt(ck)  # (B, 1, N)
         empty = (1 - mem_valid).unsqueeze(1) * S.MASKED_SIMILARITY  # (B, 1, N)
-        memory_side = torch.cat(
-            [2 * mem_key * scale, -mem_key.pow(2) * scale, -scale, empty], dim=1
-        )  # (B, 2CK+2, N)
-        similarity = torch.matmul(query_side.transpose(1, 2), memory_side)  # (B, hw, N)
+        if torch.is_autocast_enabled(query_key.device.type):
+            # The official term by term: under the bf16 autocast (the official CPU demo) only the
+            # two matmuls round to bfloat16, while b^2 and the sum stay float32. The fused matmul
+            # would round b^2 too, and the reference of that mode would then be wrong.
+            a_sq = torch.matmul(qe.transpose(1, 2), mem_key.pow(2))
+            two_ab = 2 * torch.matmul((qk * qe).transpose(1, 2), mem_key)
+            similarity = (-a_sq + two_ab - b_sq.transpose(1, 2)) * scale + empty
+        else:
+            query_side = torch.cat([qk * qe, qe, b_sq, torch.ones_like(b_sq)], dim=1)  # (B, 2CK+2, hw)
+            memory_side = torch.cat(
+                [2 * mem_key * scale, -mem_key.pow(2) * scale, -scale, empty], dim=1
+            )  # (B, 2CK+2, N)
+            similarity = torch.matmul(query_side.transpose(1, 2), memory_side)  # (B, hw, N)
         k = min(S.TOP_K, n)
         top_values, top_indices = top_k_first_index(similarity, k)  # (B, hw, k)
         weights = torch.softmax(top_values, dim=-1)
