@@ -40,6 +40,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, VARIANT_OF, Dims, ModuleSpec
+from matanyone_engine.core.synthetic import moving_shapes as synthetic_frames
 
 InputSet = dict[str, np.ndarray]
 
@@ -243,34 +244,6 @@ class TorchAsModule:
         if self.calls is not None:
             self.calls.append({k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()})
         return run_torch(self._module, inputs, self._half, spec=self.spec)
-
-
-def synthetic_frames(height: int, width: int, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic clip (n, H, W, 3) uint8 and its first-frame mask (H, W) uint8 0/255.
-
-    Smooth coloured background with mild texture and an elliptical "subject" that moves a little
-    each frame: enough structure for the key/value features, the top-k read and the mask to be
-    non-trivial, with no dependency on data files.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    background = np.stack(
-        [0.5 + 0.35 * np.sin(xx / max(width, 1) * 4.0 + p) * np.cos(yy / max(height, 1) * 3.0 - p) for p in (0.0, 1.3, 2.6)],
-        axis=-1,
-    )
-    texture = rng.standard_normal((height, width, 3)).astype(np.float32) * 0.05
-    colour = np.array([0.85, 0.55, 0.35], dtype=np.float32)
-    clip = np.empty((frames, height, width, 3), dtype=np.uint8)
-    mask = np.zeros((height, width), dtype=np.uint8)
-    for i in range(frames):
-        cy, cx = height * (0.52 + 0.02 * math.sin(i)), width * (0.45 + 0.015 * i)
-        inside = ((yy - cy) / (0.32 * height)) ** 2 + ((xx - cx) / (0.18 * width)) ** 2 <= 1.0
-        image = background + texture
-        image[inside] = colour + 0.5 * texture[inside]
-        clip[i] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if i == 0:
-            mask[inside] = 255
-    return clip, mask
 
 
 def recorded_inputs(

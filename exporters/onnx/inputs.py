@@ -3,8 +3,8 @@
 Comparing an exported module with its PyTorch original only means something on inputs that look
 like the ones it will see: random normal tensors as "features", or a memory whose slots are all
 valid, would leave the masked top-k read and the sigmoid gates untested or saturated. So the
-inputs here come from running the torch modules themselves on a small synthetic clip (a textured
-background and a moving foreground blob with its mask), through the engine's state machine when it
+inputs here come from running the torch modules themselves on the project's generated clip
+(core/synthetic.py: moving shapes over a textured gradient), through the engine's state machine when it
 is available and otherwise through a short hand-written chain of the five modules. The memory is
 taken both partly filled (empty slots masked by ``mem_valid``) and full.
 
@@ -18,35 +18,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, ModuleSpec
+from matanyone_engine.core.synthetic import moving_shapes as synthetic_clip
 
 InputSet = dict[str, np.ndarray]
-
-
-def synthetic_clip(height: int, width: int, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A clip of uint8 RGB frames (n, H, W, 3) and the first frame's mask (H, W) uint8 0/255.
-
-    Smooth colour gradients plus fine texture for the background, an ellipse with its own colour
-    and texture that drifts a few pixels per frame as the foreground.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [0.5 + 0.4 * np.sin(xx / width * 3.0 + c) * np.cos(yy / height * 2.0 - c) for c in (0.0, 1.0, 2.0)], -1
-    )
-    texture = rng.standard_normal((height, width, 3)).astype(np.float32) * 0.06
-    out = np.empty((frames, height, width, 3), dtype=np.uint8)
-    mask0 = np.zeros((height, width), dtype=np.uint8)
-    colour = rng.uniform(0.1, 0.9, size=3).astype(np.float32)
-    for i in range(frames):
-        cy = height * (0.5 + 0.05 * np.sin(i * 0.7))
-        cx = width * (0.45 + 0.03 * i)
-        inside = ((yy - cy) / (0.3 * height)) ** 2 + ((xx - cx) / (0.2 * width)) ** 2 <= 1.0
-        img = base + texture
-        img[inside] = colour + 0.1 * texture[inside]
-        out[i] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if i == 0:
-            mask0[inside] = 255
-    return out, mask0
 
 
 def synthetic_inputs(dims: Dims, seed: int = 0) -> dict[str, InputSet]:
