@@ -139,6 +139,39 @@ def ensure_artifacts(
     return final
 
 
+def ensure_export(
+    format: str,
+    weights: str,
+    dims: Dims,
+    precision: str,
+    load: Callable[[], tuple[Any, str]],
+    export: Callable[[Path, Any, str], Any],
+    *,
+    exporter_version: str,
+    opset: int | None = None,
+    root: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """``ensure_artifacts`` for an exporter: ``load()`` -> (modules, weights digest) runs at most
+    once, and only when the digest is not remembered or the set must be built; ``export(tmp,
+    modules, digest)`` writes the set. The loaded network is dropped before returning."""
+    loaded: dict[str, Any] = {}
+
+    def modules_and_digest() -> tuple[Any, str]:
+        if "modules" not in loaded:
+            loaded["modules"], loaded["digest"] = load()
+        return loaded["modules"], loaded["digest"]
+
+    digest = cached_weights_digest(weights, lambda: modules_and_digest()[1], root=root)
+    try:
+        return ensure_artifacts(
+            format, weights, dims, precision, lambda tmp: export(tmp, *modules_and_digest()),
+            weights_digest=digest, exporter_version=exporter_version, opset=opset, root=root, log=log,
+        )
+    finally:
+        loaded.clear()
+
+
 def cached_weights_digest(weights: str, compute: Callable[[], str], root: Path | None = None) -> str:
     """The weights digest for a reference, computed once and remembered in the cache directory.
 

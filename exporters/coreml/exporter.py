@@ -186,31 +186,18 @@ class CoreMLExporter:
         The deployment target is part of the cache key (through the exporter version string), so
         macOS14 and iOS17 sets never overwrite each other.
         """
-        from matanyone_engine.core.cache import cached_weights_digest, ensure_artifacts
+        from matanyone_engine.core.cache import ensure_export
 
         dims = dims or DEFAULT_DIMS
         _check_request(precision, target)
-        loaded: dict[str, Any] = {}
 
-        def compute_digest() -> str:
-            loaded["modules"], loaded["digest"] = _network_modules(weights, dims)
-            return loaded["digest"]
+        def export(tmp: Path, modules: Any, digest: str) -> None:
+            self.export(weights, dims, precision, target, tmp, validate, modules=modules, weights_digest=digest, log=log)
 
-        digest = cached_weights_digest(weights, compute_digest, root=root)
-
-        def build(tmp: Path) -> None:
-            if "modules" not in loaded:
-                loaded["modules"], loaded["digest"] = _network_modules(weights, dims)
-            self.export(weights, dims, precision, target, tmp, validate, modules=loaded["modules"],
-                        weights_digest=loaded["digest"], log=log)
-
-        try:
-            return ensure_artifacts(
-                "coreml", weights, dims, precision, build, weights_digest=digest,
-                exporter_version=cache_version(target), root=root, log=log,
-            )
-        finally:
-            loaded.clear()
+        return ensure_export(
+            "coreml", weights, dims, precision, lambda: _network_modules(weights, dims), export,
+            exporter_version=cache_version(target), root=root, log=log,
+        )
 
 
 def cache_version(target: str = DEFAULT_TARGET) -> str:

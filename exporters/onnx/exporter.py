@@ -118,33 +118,21 @@ class OnnxExporter:
         torch_exporter: str = DEFAULT_TORCH_EXPORTER,
     ) -> Path:
         """The cached artifact directory for the request, exporting it first if needed."""
-        from matanyone_engine.core.cache import cached_weights_digest, ensure_artifacts
+        from matanyone_engine.core.cache import ensure_export
 
         _check_precision(precision)
         _check_torch_exporter(torch_exporter)
-        loaded: dict[str, Any] = {}
 
-        def compute_digest() -> str:
-            loaded["modules"], loaded["digest"] = resolve_torch_modules(weights, dims)
-            return loaded["digest"]
-
-        digest = cached_weights_digest(weights, compute_digest, root=root)
-
-        def build(tmp: Path) -> None:
-            if "modules" not in loaded:
-                loaded["modules"], loaded["digest"] = resolve_torch_modules(weights, dims)
+        def export(tmp: Path, modules: dict[str, Any], digest: str) -> None:
             export_torch_modules(
-                loaded["modules"], dims, tmp, weights=weights, weights_digest=loaded["digest"],
+                modules, dims, tmp, weights=weights, weights_digest=digest,
                 precision=precision, opset=opset, validate=validate, log=log, torch_exporter=torch_exporter,
             )
 
-        try:
-            return ensure_artifacts(
-                "onnx", weights, dims, precision, build, weights_digest=digest,
-                exporter_version=cache_version(torch_exporter), opset=opset, root=root, log=log,
-            )
-        finally:
-            loaded.clear()
+        return ensure_export(
+            "onnx", weights, dims, precision, lambda: resolve_torch_modules(weights, dims), export,
+            exporter_version=cache_version(torch_exporter), opset=opset, root=root, log=log,
+        )
 
 
 def resolve_torch_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
