@@ -33,12 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GOLDEN = REPO.parent / "shared" / "golden"
 
 
-def module_drift(golden_dir: Path, dtype: str = "float16", weights: str = "seeded:v1-pm",
-                 modules: tuple[str, ...] | None = None) -> dict[str, Any]:
+def module_drift(
+    golden_dir: Path, dtype: str = "float16", weights: str = "seeded:v1-pm", modules: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Per-module drift on the golden module inputs at 112x192 (T=5, one valid memory frame)."""
     from matanyone_engine.backends.torch.modules import build_torch_modules
     from matanyone_engine.backends.torch.network import load_network
-    from matanyone_engine.core.spec import Dims
+    from matanyone_engine.core.engine.spec import Dims
     from matanyone_engine.exporters.coreml.drift import golden_module_inputs, measure_drift
 
     dims = Dims(112, 192, 5)
@@ -53,15 +54,16 @@ def module_drift(golden_dir: Path, dtype: str = "float16", weights: str = "seede
     return report
 
 
-def clip_drift(golden_dir: Path, dtype: str = "float16", weights: str = "seeded:v1-pm",
-               frames: int | None = None, warmup: int = 3) -> dict[str, Any]:
+def clip_drift(
+    golden_dir: Path, dtype: str = "float16", weights: str = "seeded:v1-pm", frames: int | None = None, warmup: int = 3
+) -> dict[str, Any]:
     """Alpha drift of the golden clip run entirely in simulated half vs the float32 run."""
     import torch
 
     from matanyone_engine.backends.torch.modules import build_torch_modules
     from matanyone_engine.backends.torch.network import load_network
-    from matanyone_engine.core.spec import MODULE_NAMES, Dims
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
+    from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims
     from matanyone_engine.exporters.coreml.drift import TorchAsModule
 
     clip = np.load(golden_dir / "golden_sample1_224x400.npz")
@@ -111,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="seeded:v1-pm")
     parser.add_argument("--clip", action="store_true", help="also run the whole golden clip in half precision")
     parser.add_argument("--frames", type=int, default=None, help="limit the clip to its first N frames")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="first-frame warm-up steps (3 as in the golden run; the official demo uses 10)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="first-frame warm-up steps (3 as in the golden run; the official demo uses 10)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the full report here")
     args = parser.parse_args(argv)
     if not args.golden_dir.is_dir():
@@ -133,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:
             s = c[key]
             print(f"  {key:<16} mean {s['mean_abs']:.3g}  p99.9 {s['p99_9']:.3g}  max {s['max_abs']:.3g}")
-        print(f"  per-frame mean abs error: first {c['per_frame_mean_abs'][0]:.3g}, "
-              f"last {c['per_frame_mean_abs'][-1]:.3g}, worst {max(c['per_frame_mean_abs']):.3g}")
+        print(
+            f"  per-frame mean abs error: first {c['per_frame_mean_abs'][0]:.3g}, "
+            f"last {c['per_frame_mean_abs'][-1]:.3g}, worst {max(c['per_frame_mean_abs']):.3g}"
+        )
         print(f"  alpha mean: {c['alpha_mean']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")

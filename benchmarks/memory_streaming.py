@@ -61,11 +61,25 @@ def main() -> None:
         for label, frames in (("short", args.short), ("long", args.long)):
             clip = tmp / f"{label}.mp4"
             make_clip(clip, frames, height, width)
-            rss, wall = peak_rss_mb([
-                "run", str(clip), "--mask", str(tmp / "mask.png"), "-o", str(tmp / f"out_{label}"),
-                "--weights", "seeded:v1-pm", "--backend", args.backend, "--warmup", "1", "--quiet",
-                "--outputs", "alpha,foreground",
-            ])
+            rss, wall = peak_rss_mb(
+                [
+                    "run",
+                    str(clip),
+                    "--mask",
+                    str(tmp / "mask.png"),
+                    "-o",
+                    str(tmp / f"out_{label}"),
+                    "--weights",
+                    "seeded:v1-pm",
+                    "--backend",
+                    args.backend,
+                    "--warmup",
+                    "1",
+                    "--quiet",
+                    "--outputs",
+                    "alpha,foreground",
+                ]
+            )
             written = len(list((tmp / f"out_{label}" / label / "alpha").iterdir()))
             assert written == frames, (written, frames)
             results[label] = {"frames": frames, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 1)}

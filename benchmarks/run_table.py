@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,17 +39,24 @@ def table_configs(only: Sequence[str] | None = None) -> list[Any]:
     fp32 with the image encoder pipelined, then every other available backend with each precision
     it offers. ``only`` keeps just those backends."""
     from matanyone_engine.core import bench
-
-    from matanyone_engine.core.precision import cpu_has_native_bf16
+    from matanyone_engine.core.engine.precision import cpu_has_native_bf16
 
     available = bench.available_backends()
-    wanted = [("torch", "fp32", False), ("torch", "bf16", False), ("onnx-cpu", "fp32", False),
-              ("onnx-cpu", "fast", False), ("onnx-cpu", "fp32", True)]
+    wanted = [
+        ("torch", "fp32", False),
+        ("torch", "bf16", False),
+        ("onnx-cpu", "fp32", False),
+        ("onnx-cpu", "fast", False),
+        ("onnx-cpu", "fp32", True),
+    ]
     for name in available:
         # another backend's bf16 needs bfloat16 hardware; torch's is kept anyway (emulated, it is
         # still the official demo's CPU mode, the reference the fast mode is judged against)
-        wanted += [(name, precision, False) for precision in bench.backend_precisions(name)
-                   if precision != "bf16" or cpu_has_native_bf16()]
+        wanted += [
+            (name, precision, False)
+            for precision in bench.backend_precisions(name)
+            if precision != "bf16" or cpu_has_native_bf16()
+        ]
     configs = []
     for name, precision, pipeline in dict.fromkeys(wanted):
         if name in available and (not only or name in only):
@@ -63,16 +71,28 @@ def golden_alpha_error(config: Any, golden: Path, threads: int | None = None) ->
     seeded:v1-pm weights. The mean says how far the whole clip drifts, the 99.9th percentile
     catches local failures (a wrong top-k or a flipped attention mask) that a mean would hide.
     """
-    from matanyone_engine.core.api import load_modules
-    from matanyone_engine.core.state import clip_dims, matte_frames
+    from matanyone_engine.core.app.loading import load_modules
+    from matanyone_engine.core.engine.driver import clip_dims, matte_frames
 
     data = np.load(golden)
     frames, mask, want = data["frames"], data["mask"], data["alpha"]
     dims, _ = clip_dims(frames.shape[1], frames.shape[2])
-    modules = load_modules(config.backend, GOLDEN_WEIGHTS, dims, precision=config.precision,
-                           placement=dict(config.placement), threads=threads)
-    got = np.stack([r.alpha for r in matte_frames(modules, frames, mask.astype(np.float32), warmup=GOLDEN_WARMUP,
-                                                  pipeline=config.pipeline)])
+    modules = load_modules(
+        config.backend,
+        GOLDEN_WEIGHTS,
+        dims,
+        precision=config.precision,
+        placement=dict(config.placement),
+        threads=threads,
+    )
+    got = np.stack(
+        [
+            r.alpha
+            for r in matte_frames(
+                modules, frames, mask.astype(np.float32), warmup=GOLDEN_WARMUP, pipeline=config.pipeline
+            )
+        ]
+    )
     del modules
     gc.collect()
     err = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -102,9 +122,13 @@ def merge_side_run(report: dict[str, Any], side: Mapping[str, Any]) -> None:
         ratio = side["ratios"].get("frame", {}).get(result["label"])
         if ratio is not None:
             report["ratios"].setdefault("frame", {})[result["label"]] = ratio
-    report["side_run"] = {"settings": side["settings"], "reference": reference,
-                          "reference_frame_median_ms": next((r["frame"]["median_ms"] for r in side["results"]
-                                                             if r["label"] == reference and "frame" in r), None)}
+    report["side_run"] = {
+        "settings": side["settings"],
+        "reference": reference,
+        "reference_frame_median_ms": next(
+            (r["frame"]["median_ms"] for r in side["results"] if r["label"] == reference and "frame" in r), None
+        ),
+    }
 
 
 def reference_equivalent_ms(report: Mapping[str, Any], label: str) -> float | None:
@@ -136,8 +160,15 @@ def describe_run(report: Mapping[str, Any]) -> str:
     """The lines above a table: when, where, on what, how."""
     env, settings = report["env"], report["settings"]
     commit = (env.get("git_commit") or "unknown")[:10] + (" (with uncommitted changes)" if env.get("git_dirty") else "")
-    threads = ", ".join(f"{k} {v}" for k, v in sorted({k: v for r in report["results"] if "threads" in r
-                                                        for k, v in r["threads"].items()}.items())) or "runtime default"
+    threads = (
+        ", ".join(
+            f"{k} {v}"
+            for k, v in sorted(
+                {k: v for r in report["results"] if "threads" in r for k, v in r["threads"].items()}.items()
+            )
+        )
+        or "runtime default"
+    )
     libs = env.get("libraries", {})
     lib_text = ", ".join(f"{k} {libs[k]}" for k in ("torch", "onnxruntime", "coremltools", "numpy") if k in libs)
     size = settings["size"]
@@ -155,11 +186,19 @@ def describe_run(report: Mapping[str, Any]) -> str:
         f"through the state machine); × torch fp32 is the speed-up paired per round against "
         f"{report['ratios'].get('reference')}, × torch bf16 the ratio of medians against the official demo's "
         f"CPU mode (bfloat16 autocast)."
-        + (f" Rows marked † ran in a one-pass side run of {report['side_run']['settings']['frames']} frames "
-           f"beside {report['side_run']['reference']} (too slow for the main run); their speed-ups are paired "
-           f"there." if report.get("side_run") else "")
-        + (" Alpha error: against the official float32 mattes of the golden clip (30 frames at 224x400, "
-           "warm-up 3, seeded:v1-pm)." if any(r.get("alpha_error") for r in report["results"]) else "")
+        + (
+            f" Rows marked † ran in a one-pass side run of {report['side_run']['settings']['frames']} frames "
+            f"beside {report['side_run']['reference']} (too slow for the main run); their speed-ups are paired "
+            f"there."
+            if report.get("side_run")
+            else ""
+        )
+        + (
+            " Alpha error: against the official float32 mattes of the golden clip (30 frames at 224x400, "
+            "warm-up 3, seeded:v1-pm)."
+            if any(r.get("alpha_error") for r in report["results"])
+            else ""
+        )
         + "\n"
     )
 
@@ -175,7 +214,7 @@ def precision_text(result: Mapping[str, Any]) -> str:
 
 def markdown_table(report: Mapping[str, Any], modules: bool = True) -> str:
     """The results as a markdown table; ``modules=False`` leaves out the per-module columns."""
-    from matanyone_engine.core.bench import module_order
+    from matanyone_engine.core.bench.configs import module_order
 
     ratios = report["ratios"].get("frame", {})
     names = module_order(n for r in report["results"] for n in r.get("modules", {}))
@@ -187,21 +226,28 @@ def markdown_table(report: Mapping[str, Any], modules: bool = True) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['backend']} | {precision_text(r)} | failed: {r['error'].splitlines()[0][:80]} |"
-                         + " |" * (len(head) - 3))
+            lines.append(
+                f"| {r['backend']} | {precision_text(r)} | failed: {r['error'].splitlines()[0][:80]} |"
+                + " |" * (len(head) - 3)
+            )
             continue
         frame, acc = r["frame"], r.get("alpha_error") or {}
         ratio = ratios.get(r["label"])
         own = reference_equivalent_ms(report, r["label"]) if r.get("side_run") else frame["median_ms"]
-        row = [r["backend"], precision_text(r) + (" †" if r.get("side_run") else ""), _fmt(frame["median_ms"] / 1000, 3),
-               f"{_fmt(frame['p10_ms'] / 1000, 2)}–{_fmt(frame['p90_ms'] / 1000, 2)}", _fmt(frame.get("fps"), 2),
-               _fmt(1 / ratio if ratio else None, 2), _fmt(bf16 / own if bf16 and own else None, 2)]
+        row = [
+            r["backend"],
+            precision_text(r) + (" †" if r.get("side_run") else ""),
+            _fmt(frame["median_ms"] / 1000, 3),
+            f"{_fmt(frame['p10_ms'] / 1000, 2)}–{_fmt(frame['p90_ms'] / 1000, 2)}",
+            _fmt(frame.get("fps"), 2),
+            _fmt(1 / ratio if ratio else None, 2),
+            _fmt(bf16 / own if bf16 and own else None, 2),
+        ]
         if modules:
             row += [_fmt(r["modules"].get(m, {}).get("median_ms"), 0) for m in names]
         row += [_fmt(r.get("achieved_gflops_per_s"), 1), _fmt(r.get("load_s"), 1)]
         row += [_fmt(r.get("prepare_s"), 1)] if modules else []
-        row += [_fmt(r.get("peak_rss_mb"), 0),
-                _sci(acc.get("mean_abs")), _sci(acc.get("p999_abs"))]
+        row += [_fmt(r.get("peak_rss_mb"), 0), _sci(acc.get("mean_abs")), _sci(acc.get("p999_abs"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -209,12 +255,21 @@ def markdown_table(report: Mapping[str, Any], modules: bool = True) -> str:
 def results_markdown(report: Mapping[str, Any]) -> str:
     """The whole of benchmarks/RESULTS.md."""
     flops = next((r for r in report["results"] if r.get("gflops_per_frame")), None)
-    flop_line = (f"\nWork per steady-state frame: {flops['gflops_per_frame']:.1f} GFLOP (encoder + read + decoder + "
-                 f"mask_encoder; convolutions and matrix products). GFLOP/s is that over ms/frame.\n") if flops else ""
+    flop_line = (
+        (
+            f"\nWork per steady-state frame: {flops['gflops_per_frame']:.1f} GFLOP (encoder + read + decoder + "
+            f"mask_encoder; convolutions and matrix products). GFLOP/s is that over ms/frame.\n"
+        )
+        if flops
+        else ""
+    )
     return (
         "# Performance\n\n"
         "Generated by `python benchmarks/run_table.py`; do not edit by hand.\n\n"
-        + describe_run(report) + flop_line + "\n" + markdown_table(report, modules=True)
+        + describe_run(report)
+        + flop_line
+        + "\n"
+        + markdown_table(report, modules=True)
         + "\nPer-module columns are median ms per call (read_first runs only on frame 0; mask_value, "
         "where a backend has it, is the shallow mask encoding that replaces mask_encoder on "
         "non-memory frames). "
@@ -227,7 +282,9 @@ def results_markdown(report: Mapping[str, Any]) -> str:
 def readme_block(report: Mapping[str, Any]) -> str:
     """What goes between the README markers: a compact table and a pointer to the full one."""
     return (
-        describe_run(report) + "\n" + markdown_table(report, modules=False)
+        describe_run(report)
+        + "\n"
+        + markdown_table(report, modules=False)
         + "\nPer-module latencies: [benchmarks/RESULTS.md](benchmarks/RESULTS.md). "
         "Reproduce with `python benchmarks/run_table.py --update-readme`.\n"
     )
@@ -253,23 +310,32 @@ def update_readme(readme: Path, block: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="432x768", help="HxW of the timed clip (default 432x768)")
     parser.add_argument("--frames", type=int, default=8, help="frames per pass (default 8)")
     parser.add_argument("--runs", type=int, default=3, help="measured passes per configuration (default 3)")
     parser.add_argument("--warmup-runs", type=int, default=2, help="discarded passes first (default 2)")
     parser.add_argument("--state-warmup", type=int, default=1, help="first-frame predictions per pass (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: runtime's)")
-    parser.add_argument("--slow-frames", type=int, default=3,
-                        help="frames of the one-pass side run of the slow configurations (torch bf16; default 3)")
+    parser.add_argument(
+        "--slow-frames",
+        type=int,
+        default=3,
+        help="frames of the one-pass side run of the slow configurations (torch bf16; default 3)",
+    )
     parser.add_argument("--backend", action="append", default=None, help="only these backends (repeatable)")
     parser.add_argument("--clip", type=Path, default=None, help="clip to time (default: the shared sample)")
     parser.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN, help="golden clip .npz for the alpha error")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the golden-clip alpha error")
-    parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks", help="where RESULTS.md and results.json go")
+    parser.add_argument(
+        "--out-dir", type=Path, default=REPO / "benchmarks", help="where RESULTS.md and results.json go"
+    )
     parser.add_argument("--update-readme", action="store_true", help="replace the README's perf-table section")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="re-render the tables from this results.json instead of measuring")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="re-render the tables from this results.json instead of measuring"
+    )
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
@@ -277,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     from matanyone_engine.core import bench
+    from matanyone_engine.core.app.options import parse_size
 
     console = Console(stderr=True)
     if args.from_json is not None:
@@ -289,21 +356,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not configs:
         console.print("[red]no backend is available here[/red]")
         return 1
-    size = bench.parse_size(args.size)
+    size = parse_size(args.size)
     clip = bench.load_clip(size, args.frames, args.clip)
     slow = [c for c in configs if c.label in SLOW_LABELS and c is not configs[0]]
     timed = [c for c in configs if c not in slow]
     if log:
         log(f"configurations: {', '.join(c.label for c in timed)}; clip {clip.source}")
-    report = bench.run_bench(timed, clip, runs=args.runs, warmup_runs=args.warmup_runs,
-                             state_warmup=args.state_warmup, threads=args.threads, log=log)
+    report = bench.run_bench(
+        timed,
+        clip,
+        runs=args.runs,
+        warmup_runs=args.warmup_runs,
+        state_warmup=args.state_warmup,
+        threads=args.threads,
+        log=log,
+    )
     if slow:
         side_clip = bench.load_clip(size, args.slow_frames, args.clip)
         if log:
-            log(f"side run: {', '.join(c.label for c in slow)} beside {configs[0].label}, "
-                f"{args.slow_frames} frames, one pass")
-        side = bench.run_bench([configs[0], *slow], side_clip, runs=1, warmup_runs=0,
-                               state_warmup=args.state_warmup, threads=args.threads, log=log)
+            log(
+                f"side run: {', '.join(c.label for c in slow)} beside {configs[0].label}, "
+                f"{args.slow_frames} frames, one pass"
+            )
+        side = bench.run_bench(
+            [configs[0], *slow],
+            side_clip,
+            runs=1,
+            warmup_runs=0,
+            state_warmup=args.state_warmup,
+            threads=args.threads,
+            log=log,
+        )
         merge_side_run(report, side)
 
     bench.write_json(report, args.out_dir / "results.json")  # the timings survive a failure below

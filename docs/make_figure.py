@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from matanyone_engine.core.api import matte
-from matanyone_engine.core.writers import composite, parse_background
+from matanyone_engine.core.media.writers import composite, parse_background
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,11 @@ def main() -> None:
     parser.add_argument("--frame", type=int, default=8)
     parser.add_argument("--max-size", type=int, default=240)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "demo.png")
-    parser.add_argument("--sample", action="store_true",
-                        help="use ../shared/data's sample clip (non-commercial licence: do not commit the result)")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="use ../shared/data's sample clip (non-commercial licence: do not commit the result)",
+    )
     args = parser.parse_args()
     if args.sample:
         data = ROOT.parent / "shared" / "data"
@@ -37,12 +40,13 @@ def main() -> None:
     else:  # the generated clip of `matanyone demo`, free to commit
         import tempfile
 
-        from matanyone_engine.core.demo import synthetic_clip
+        from matanyone_engine.core.app.samples import write_generated_clip as synthetic_clip
 
         clip, mask = synthetic_clip(Path(tempfile.mkdtemp()), frames=args.frame + 1)
     chosen = None
-    for frame in matte(clip, mask, weights=args.weights, backend="torch",
-                       max_size=args.max_size, frames=args.frame + 1):
+    for frame in matte(
+        clip, mask, weights=args.weights, backend="torch", max_size=args.max_size, frames=args.frame + 1
+    ):
         chosen = frame
     rgb, alpha = chosen.rgb, chosen.alpha
     panels = [
@@ -53,7 +57,7 @@ def main() -> None:
     h, w = rgb.shape[:2]
     sheet = Image.new("RGB", (3 * w + 20, h + 24), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (panel, label) in enumerate(zip(panels, ("frame", "alpha", "composite"))):
+    for i, (panel, label) in enumerate(zip(panels, ("frame", "alpha", "composite"), strict=False)):
         sheet.paste(Image.fromarray(np.asarray(panel, dtype=np.uint8)), (i * (w + 10), 24))
         draw.text((i * (w + 10) + 4, 6), f"{label} (frame {chosen.index}, weights {args.weights})", fill="black")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,9 @@ tests that need it skip with a reason when it is absent, and fail instead when C
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -99,7 +99,8 @@ def write_clip(
     audio_codec: str = "aac",
 ) -> Path:
     """An H.264 clip of frame_pattern frames (or random noise, for big files), optionally with a
-    mono track (AAC unless ``audio_codec`` says otherwise) as long as the video (silent until ``tone_from`` seconds, then a 440 Hz tone),
+    mono track (AAC unless ``audio_codec`` says otherwise) as long as the video (silent until
+    ``tone_from`` seconds, then a 440 Hz tone),
     optionally with the index at the front (faststart)."""
     options = {"movflags": "faststart"} if faststart else {}
     rng = np.random.default_rng(0)
@@ -155,7 +156,7 @@ def onnx_shared_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def standin_artifacts(onnx_shared_root: Path) -> Path:
     """Exported stand-in modules (spec-shaped, tiny) at ONNX_TEST_DIMS."""
-    from matanyone_engine.core.spec import Dims
+    from matanyone_engine.core.engine.spec import Dims
     from matanyone_engine.exporters.onnx import OnnxExporter
 
     return OnnxExporter().ensure("standin:v1", Dims(*ONNX_TEST_DIMS), root=onnx_shared_root)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -19,16 +19,44 @@ from typer.testing import CliRunner
 
 from matanyone_engine.core import bench as B
 from matanyone_engine.core import hookimpl, plugins
-from matanyone_engine.core.api import parse_placement
-from matanyone_engine.core.protocol import LoadRequest
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, ModuleSpec
-from matanyone_engine.core.state import clip_dims
+from matanyone_engine.core.app.loading import (
+    AUTO_PREFERENCE,
+    auto_choice,
+    default_profile_path,
+    parse_placement,
+    runs_here,
+)
+from matanyone_engine.core.engine.driver import clip_dims
+from matanyone_engine.core.engine.protocol import LoadRequest
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, ModuleSpec
+from matanyone_engine.core.media.synthetic import moving_shapes
 
-TINY = ["--size", "64x96", "--frames", "2", "--warmup-runs", "1", "--runs", "1", "--state-warmup", "0", "--synthetic",
-        "--threads", "1"]  # one thread: a busy CI machine slows 2-thread torch (barrier waits) by 100x
+TINY = [
+    "--size",
+    "64x96",
+    "--frames",
+    "2",
+    "--warmup-runs",
+    "1",
+    "--runs",
+    "1",
+    "--state-warmup",
+    "0",
+    "--synthetic",
+    "--threads",
+    "1",
+]  # one thread: a busy CI machine slows 2-thread torch (barrier waits) by 100x
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RESULT_KEYS = {"backend", "precision", "modules", "frame", "load_s", "peak_rss_mb", "gflops_per_frame",
-               "achieved_gflops_per_s"}
+RESULT_KEYS = {
+    "backend",
+    "precision",
+    "modules",
+    "frame",
+    "load_s",
+    "peak_rss_mb",
+    "gflops_per_frame",
+    "achieved_gflops_per_s",
+}
 STATS_KEYS = {"median_ms", "p10_ms", "p90_ms", "count"}
 
 
@@ -100,8 +128,20 @@ def test_bench_torch_worker_writes_json_and_png(tmp_path: Path):
     pytest.importorskip("matplotlib")
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     result = CliRunner().invoke(
-        _app(), ["bench", "--backend", "torch", "--precision", "fp32", *TINY, "--json", str(out_json),
-                 "--plot", str(out_png), "--quiet"]
+        _app(),
+        [
+            "bench",
+            "--backend",
+            "torch",
+            "--precision",
+            "fp32",
+            *TINY,
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out_json.read_text())
@@ -110,7 +150,7 @@ def test_bench_torch_worker_writes_json_and_png(tmp_path: Path):
     (only,) = report["results"]
     assert RESULT_KEYS <= set(only)
     assert set(MODULE_NAMES) <= set(only["modules"])  # plus any variant the backend offers (mask_value)
-    for name, stats in only["modules"].items():
+    for _name, stats in only["modules"].items():
         assert STATS_KEYS <= set(stats)
         assert stats["count"] >= 1
     assert only["frame"]["count"] == 1  # 2 frames: frame 0 seeds, frame 1 is timed
@@ -139,8 +179,8 @@ def test_two_backends_give_ratios_in_process(tmp_path: Path, fake_backends):
 def test_search_writes_a_profile_that_parse_placement_reads(tmp_path: Path, fake_backends):
     profile = tmp_path / "placement.json"
     result = CliRunner().invoke(
-        _app(), ["bench", "-b", "fake-a", "-b", "fake-b", *TINY, "--in-process", "--search",
-                 "--profile", str(profile), "-q"]
+        _app(),
+        ["bench", "-b", "fake-a", "-b", "fake-b", *TINY, "--in-process", "--search", "--profile", str(profile), "-q"],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(profile.read_text())
@@ -149,9 +189,10 @@ def test_search_writes_a_profile_that_parse_placement_reads(tmp_path: Path, fake
     assert set(data["measured"]) == {"fake-a", "fake-b"}
     assert {"env", "precision", "settings"} <= set(data)
     assert parse_placement(str(profile)) == data["placement"]
-    default, rest = B.auto_placement(profile)
-    assert default in {"fake-a", "fake-b"}
-    assert {**{m: default for m in MODULE_NAMES}, **rest} == data["placement"]
+    choice = auto_choice(profile)  # what `run --backend auto` and `bench -b auto` call
+    assert choice.backend in {"fake-a", "fake-b"}
+    assert {**dict.fromkeys(MODULE_NAMES, choice.backend), **choice.placement} == data["placement"]
+    assert str(profile) in choice.reason
 
 
 def test_placement_option_adds_the_mix_next_to_the_plain_backends(fake_backends):
@@ -176,30 +217,39 @@ def test_summarize_and_paired_ratios():
     assert B.summarize([])["median_ms"] is None
 
     def result(label: str, frames: list[float]) -> dict:
-        return {"label": label, "frame": {"median_ms": float(np.median(frames))}, "modules": dict.fromkeys(MODULE_NAMES),
-                "rounds": [{"frame_median_ms": f, "modules_median_ms": {m: f for m in MODULE_NAMES}} for f in frames]}
+        return {
+            "label": label,
+            "frame": {"median_ms": float(np.median(frames))},
+            "modules": dict.fromkeys(MODULE_NAMES),
+            "rounds": [{"frame_median_ms": f, "modules_median_ms": dict.fromkeys(MODULE_NAMES, f)} for f in frames],
+        }
 
     # Round 2 ran twice as slow for both (drift): paired ratios still say exactly 2.
-    ratios = B.compute_ratios([result("a", [10.0, 20.0, 10.0]), result("b", [20.0, 40.0, 20.0]),
-                               {"label": "c", "error": "x"}])
+    ratios = B.compute_ratios(
+        [result("a", [10.0, 20.0, 10.0]), result("b", [20.0, 40.0, 20.0]), {"label": "c", "error": "x"}]
+    )
     assert ratios["reference"] == "a"
     assert ratios["frame"] == {"a": 1.0, "b": 2.0}
     assert ratios["modules"]["b"]["read"] == 2.0
 
 
 def test_synthetic_clip_and_default_profile_path(monkeypatch, tmp_path: Path):
-    frames, mask = B.synthetic_clip(32, 48, 3)
+    frames, mask = moving_shapes(32, 48, 3)
     assert frames.shape == (3, 32, 48, 3) and frames.dtype == np.uint8
     assert mask.shape == (32, 48) and set(np.unique(mask)) == {0, 255}
     assert not np.array_equal(frames[0], frames[2])  # the shapes move
     monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
-    assert B.default_profile_path() == tmp_path / "placement.json"
-    assert B.auto_placement() == ("torch", {})  # no profile yet
+    assert default_profile_path() == tmp_path / "placement.json"
+    choice = auto_choice()  # no profile yet: the first of the fixed preference that runs here
+    assert choice.placement == {} and "no placement profile" in choice.reason
+    assert choice.backend == next(n for n in AUTO_PREFERENCE if runs_here(n))
 
 
 def test_run_table_markdown_and_readme_markers(tmp_path: Path):
     """The README updater replaces only between the markers, and only when both exist."""
-    spec = importlib.util.spec_from_file_location("run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py"
+    )
     run_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_table)
     readme = tmp_path / "README.md"
@@ -221,7 +271,7 @@ def test_timing_proxy_sees_every_module_call_of_the_state_machine(variants: bool
     one normal step per later frame (encoder, read, decoder, and the mask encoder, or its shallow
     variant when the backend has one: frames 1 and 2 are not memory frames): the counts say the
     proxy is in the path of every call, variants too."""
-    frames, mask = B.synthetic_clip(32, 48, 3)
+    frames, mask = moving_shapes(32, 48, 3)
     clip = B.ClipData(frames, mask.astype(np.float32), "synthetic")
     modules = _FakeBackend("fake", variants).load(LoadRequest("seeded:v1-pm", clip_dims(32, 48)[0]))
     timed = B.time_clip_pass(modules, clip, state_warmup=1)
@@ -243,8 +293,14 @@ def test_search_credits_a_shallow_variant_per_frame():
         return {"median_ms": median, "calls_per_frame": per_frame}
 
     def result(backend: str, modules: dict) -> dict:
-        return {"backend": backend, "precision": "fp32", "label": f"{backend}/fp32", "placement": None,
-                "modules": modules, "frame": {"median_ms": 100.0}}
+        return {
+            "backend": backend,
+            "precision": "fp32",
+            "label": f"{backend}/fp32",
+            "placement": None,
+            "modules": modules,
+            "frame": {"median_ms": 100.0},
+        }
 
     same = {"encoder": stats(10, 1), "read_first": stats(5, 0), "read": stats(5, 1), "decoder": stats(10, 1)}
     a = result("a", {**same, "mask_encoder": stats(8, 1), "read_first": stats(4, 0)})
@@ -283,8 +339,8 @@ def test_fast_precision_is_resolved_per_backend_and_reported(tmp_path: Path, fak
     try:
         out_json = tmp_path / "r.json"
         result = CliRunner().invoke(
-            _app(), ["bench", "-b", "fake-fast", "-b", "fake-a", "-p", "fast", *TINY, "--in-process",
-                     "--json", str(out_json)]
+            _app(),
+            ["bench", "-b", "fake-fast", "-b", "fake-a", "-p", "fast", *TINY, "--in-process", "--json", str(out_json)],
         )
         assert result.exit_code == 0, result.output
     finally:
@@ -307,12 +363,17 @@ def test_pipeline_option_measures_each_configuration_both_ways(tmp_path: Path, f
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out_json.read_text())
-    assert [(r["label"], r["pipeline"]) for r in report["results"]] == [("fake-a/fp32", False), ("fake-a/fp32 +pipeline", True)]
+    assert [(r["label"], r["pipeline"]) for r in report["results"]] == [
+        ("fake-a/fp32", False),
+        ("fake-a/fp32 +pipeline", True),
+    ]
     assert set(report["ratios"]["frame"]) == {"fake-a/fp32", "fake-a/fp32 +pipeline"}
 
 
 def _run_table_module():
-    spec = importlib.util.spec_from_file_location("run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "run_table", Path(__file__).resolve().parents[1] / "benchmarks" / "run_table.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -325,16 +386,31 @@ def test_run_table_side_run_rows_are_scaled_through_the_shared_reference():
 
     def result(label, ms, **extra):
         backend, precision = label.split()[0].split("/")
-        return {"label": label, "backend": backend, "precision": precision, "frame": {"median_ms": ms, "p10_ms": ms,
-                "p90_ms": ms, "fps": 1000 / ms}, "modules": {}, **extra}
+        return {
+            "label": label,
+            "backend": backend,
+            "precision": precision,
+            "frame": {"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "fps": 1000 / ms},
+            "modules": {},
+            **extra,
+        }
 
-    main = {"results": [result("torch/fp32", 2000.0), result("onnx-cpu/fast", 1000.0, resolved_precision={"onnx-cpu": "fp32"}),
-                        result("onnx-cpu/fp32 +pipeline", 1250.0, pipeline=True)],
-            "ratios": {"reference": "torch/fp32", "frame": {"torch/fp32": 1.0, "onnx-cpu/fast": 0.5,
-                                                            "onnx-cpu/fp32 +pipeline": 0.625}}}
-    side = {"results": [result("torch/fp32", 2500.0), result("torch/bf16", 150000.0)],
-            "ratios": {"reference": "torch/fp32", "frame": {"torch/fp32": 1.0, "torch/bf16": 60.0}},
-            "settings": {"frames": 3}}
+    main = {
+        "results": [
+            result("torch/fp32", 2000.0),
+            result("onnx-cpu/fast", 1000.0, resolved_precision={"onnx-cpu": "fp32"}),
+            result("onnx-cpu/fp32 +pipeline", 1250.0, pipeline=True),
+        ],
+        "ratios": {
+            "reference": "torch/fp32",
+            "frame": {"torch/fp32": 1.0, "onnx-cpu/fast": 0.5, "onnx-cpu/fp32 +pipeline": 0.625},
+        },
+    }
+    side = {
+        "results": [result("torch/fp32", 2500.0), result("torch/bf16", 150000.0)],
+        "ratios": {"reference": "torch/fp32", "frame": {"torch/fp32": 1.0, "torch/bf16": 60.0}},
+        "settings": {"frames": 3},
+    }
     rt.merge_side_run(main, side)
     assert [r["label"] for r in main["results"]][-1] == "torch/bf16" and main["results"][-1]["side_run"]
     assert rt.reference_equivalent_ms(main, "torch/bf16") == 2000.0 * 60.0  # not the side run's 150 s

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from matanyone_engine.core import cache
-from matanyone_engine.core.errors import ExportError
-from matanyone_engine.core.manifest import (
+from matanyone_engine.core.artifacts import cache
+from matanyone_engine.core.artifacts.manifest import (
     MANIFEST_NAME,
     Manifest,
     ManifestError,
@@ -29,15 +28,22 @@ from matanyone_engine.core.manifest import (
     read_manifest,
     write_manifest,
 )
-from matanyone_engine.core.spec import MODULE_NAMES, Dims, describe
+from matanyone_engine.core.engine.errors import ExportError
+from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims, describe
 
 DIMS = Dims(64, 96, 3)
 DIGEST = "ab" * 32
 VERSION = "test-1"
 
 
-def fake_build(tmp: Path, dims: Dims = DIMS, precision: str = "fp32", digest: str = DIGEST, delay: float = 0.0,
-               counter: Path | None = None) -> None:
+def fake_build(
+    tmp: Path,
+    dims: Dims = DIMS,
+    precision: str = "fp32",
+    digest: str = DIGEST,
+    delay: float = 0.0,
+    counter: Path | None = None,
+) -> None:
     """Writes five placeholder module files and a manifest, optionally slowly and counting calls."""
     if counter is not None:
         with open(counter, "a", encoding="utf-8") as fh:
@@ -48,16 +54,30 @@ def fake_build(tmp: Path, dims: Dims = DIMS, precision: str = "fp32", digest: st
         (tmp / files[name]).write_bytes(b"x" * 16)
         time.sleep(delay / len(MODULE_NAMES))
     manifest = new_manifest(
-        format="onnx", dims=dims, precision=precision, weights="seeded:v1-pm", weights_digest=digest,
-        exporter="fake", exporter_version=VERSION, files=files, opset=18,
+        format="onnx",
+        dims=dims,
+        precision=precision,
+        weights="seeded:v1-pm",
+        weights_digest=digest,
+        exporter="fake",
+        exporter_version=VERSION,
+        files=files,
+        opset=18,
     )
     write_manifest(tmp, manifest)
 
 
 def ensure(root: Path, build, dims: Dims = DIMS, precision: str = "fp32") -> Path:
     return cache.ensure_artifacts(
-        "onnx", "seeded:v1-pm", dims, precision, build, weights_digest=DIGEST, exporter_version=VERSION,
-        opset=18, root=root,
+        "onnx",
+        "seeded:v1-pm",
+        dims,
+        precision,
+        build,
+        weights_digest=DIGEST,
+        exporter_version=VERSION,
+        opset=18,
+        root=root,
     )
 
 
@@ -114,8 +134,13 @@ def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert cache.cache_root() == tmp_path / "c"
     calls = []
     path = cache.ensure_artifacts(
-        "onnx", "seeded:v1-pm", DIMS, "fp32", lambda t: (calls.append(t), fake_build(t)),
-        weights_digest=DIGEST, exporter_version=VERSION,
+        "onnx",
+        "seeded:v1-pm",
+        DIMS,
+        "fp32",
+        lambda t: (calls.append(t), fake_build(t)),
+        weights_digest=DIGEST,
+        exporter_version=VERSION,
     )
     assert path.parent.parent == tmp_path / "c" and len(calls) == 1
     monkeypatch.delenv(cache.CACHE_ENV)
@@ -123,12 +148,25 @@ def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 
 def test_key_depends_on_every_field() -> None:
-    base = dict(format="onnx", weights_digest=DIGEST, dims=DIMS, precision="fp32", exporter_version="1", opset=18)
+    base = {
+        "format": "onnx",
+        "weights_digest": DIGEST,
+        "dims": DIMS,
+        "precision": "fp32",
+        "exporter_version": "1",
+        "opset": 18,
+    }
     key = cache.artifact_key(**base)
     assert key == cache.artifact_key(**base)
     variants = [
-        {"format": "coreml"}, {"weights_digest": "cd" * 32}, {"dims": Dims(64, 112, 3)}, {"dims": Dims(80, 96, 3)},
-        {"dims": Dims(64, 96, 4)}, {"precision": "fp16"}, {"exporter_version": "2"}, {"opset": 17},
+        {"format": "coreml"},
+        {"weights_digest": "cd" * 32},
+        {"dims": Dims(64, 112, 3)},
+        {"dims": Dims(80, 96, 3)},
+        {"dims": Dims(64, 96, 4)},
+        {"precision": "fp16"},
+        {"exporter_version": "2"},
+        {"opset": 17},
     ]
     keys = {cache.artifact_key(**{**base, **v}) for v in variants}
     assert key not in keys and len(keys) == len(variants)
@@ -261,5 +299,5 @@ def test_two_processes_export_the_same_key(tmp_path: Path) -> None:
 
     import onnxruntime as ort
 
-    for name, file in manifest.files.items():
+    for _name, file in manifest.files.items():
         ort.InferenceSession(str(path / file), providers=["CPUExecutionProvider"])

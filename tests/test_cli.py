@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_clip
 from PIL import Image
 from typer.testing import CliRunner
 
 from matanyone_engine.core.cli import app
-
-from conftest import write_clip
 
 FAST = ["--warmup", "1", "--erode", "3", "--dilate", "3"]
 
@@ -64,8 +63,21 @@ def test_run_frame_folder_sorted_by_name(clip, tmp_path):
 
 
 def test_real_clip_with_max_size(data_dir, tmp_path):
-    result = run_cli(data_dir / "test-sample1.mp4", "--mask", data_dir / "test-sample1.png", "-o", tmp_path / "o",
-                     "--max-size", "64", "--frames", "3", "--warmup", "1", "--outputs", "alpha,rgba")
+    result = run_cli(
+        data_dir / "test-sample1.mp4",
+        "--mask",
+        data_dir / "test-sample1.png",
+        "-o",
+        tmp_path / "o",
+        "--max-size",
+        "64",
+        "--frames",
+        "3",
+        "--warmup",
+        "1",
+        "--outputs",
+        "alpha,rgba",
+    )
     assert result.exit_code == 0, result.output
     alpha = np.array(Image.open(tmp_path / "o" / "test-sample1" / "alpha" / "000002.png"))
     assert alpha.shape == (64, 113)
@@ -103,8 +115,17 @@ def _bad_cases(tmp_path: Path, clip: tuple[Path, Path]):
     }
 
 
-CASES = ["missing input", "truncated video", "mask not an image", "empty mask", "all-white mask",
-         "mask of another shape", "corrupt checkpoint", "unknown backend", "unwritable output"]
+CASES = [
+    "missing input",
+    "truncated video",
+    "mask not an image",
+    "empty mask",
+    "all-white mask",
+    "mask of another shape",
+    "corrupt checkpoint",
+    "unknown backend",
+    "unwritable output",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -152,9 +173,9 @@ def test_unavailable_backend_says_why(clip, tmp_path):
 
 
 def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
-    from matanyone_engine.core import state
+    from matanyone_engine.core.engine import driver
 
-    real = state.matte_frames
+    real = driver.matte_frames
 
     def interrupted(*args, **kwargs):
         for i, frame in enumerate(real(*args, **kwargs)):
@@ -162,7 +183,7 @@ def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr("matanyone_engine.core.api.matte_frames", interrupted)
+    monkeypatch.setattr("matanyone_engine.core.app.api.matte_frames", interrupted)
     result = run_cli(clip[0], "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "alpha,foreground")
     assert result.exit_code == 130
     assert "interrupted" in result.output
@@ -173,13 +194,14 @@ def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
 def test_fast_precision_and_pipeline_match_the_plain_run(clip, tmp_path, monkeypatch):
     """`--precision fast` says what it chose; where it chose fp32 (torch on a CPU without
     bfloat16 instructions) and with the encoder pipelined, the mattes equal the plain run's."""
-    from matanyone_engine.core import precision
+    from matanyone_engine.core.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     video, mask = clip
     plain = run_cli(video, "--mask", mask, "-o", tmp_path / "plain", "--backend", "torch", *FAST)
-    fast = run_cli(video, "--mask", mask, "-o", tmp_path / "fast", "--backend", "torch", "--precision", "fast",
-                   "--pipeline", *FAST)
+    fast = run_cli(
+        video, "--mask", mask, "-o", tmp_path / "fast", "--backend", "torch", "--precision", "fast", "--pipeline", *FAST
+    )
     assert plain.exit_code == 0 and fast.exit_code == 0, plain.output + fast.output
     assert "precision fast on torch: fp32 (this CPU has no bfloat16 instructions" in fast.output
     for name in [f"{i:06d}.png" for i in range(5)]:

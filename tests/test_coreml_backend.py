@@ -21,9 +21,9 @@ from matanyone_engine.backends.coreml.backend import (
 )
 from matanyone_engine.backends.coreml.compute_plan import coreml_compute_plan_report
 from matanyone_engine.core import plugins
-from matanyone_engine.core.errors import BackendError
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest, Module
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
+from matanyone_engine.core.engine.errors import BackendError
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest, Module
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
 
 NAMES = {"coreml-cpu": "cpu", "coreml-gpu": "gpu", "coreml-ane": "ane", "coreml-all": "all"}
 ON_MAC = sys.platform == "darwin" and coreml_status()[0]
@@ -95,9 +95,15 @@ def test_registering_does_not_import_torch_or_coremltools():
 
 def test_placement_overrides_the_default_per_module():
     table = resolve_placement("gpu", {"read": "cpu", "encoder": "ANE", "decoder": " all "})
-    assert table == {"encoder": "ane", "mask_encoder": "gpu", "read_first": "gpu", "read": "cpu", "decoder": "all",
-                     "mask_value": "gpu"}
-    assert resolve_placement("ane", None) == {name: "ane" for name in ALL_MODULE_SPECS}
+    assert table == {
+        "encoder": "ane",
+        "mask_encoder": "gpu",
+        "read_first": "gpu",
+        "read": "cpu",
+        "decoder": "all",
+        "mask_value": "gpu",
+    }
+    assert resolve_placement("ane", None) == dict.fromkeys(ALL_MODULE_SPECS, "ane")
 
 
 def test_fast_variant_follows_its_full_module_unless_placed():
@@ -107,7 +113,11 @@ def test_fast_variant_follows_its_full_module_unless_placed():
 
 @pytest.mark.parametrize(
     "placement, match",
-    [({"reader": "cpu"}, "unknown module 'reader'"), ({"read": "npu"}, "unknown compute unit 'npu'"), ("read=cpu", "mapping")],
+    [
+        ({"reader": "cpu"}, "unknown module 'reader'"),
+        ({"read": "npu"}, "unknown compute unit 'npu'"),
+        ("read=cpu", "mapping"),
+    ],
 )
 def test_bad_placement_is_a_clear_error(placement, match):
     with pytest.raises(BackendError, match=match):
@@ -209,7 +219,7 @@ def golden_packages(tmp_path_factory, golden_dir: Path):
 
 
 def _run_golden_clip(golden_clip, dims: Dims, directory: Path, precision: str, backend: str, placement=None):
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
 
     options = {"package_dir": str(directory)}
     if placement:

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from matanyone_engine.core.errors import ExportError  # noqa: E402
-from matanyone_engine.core.manifest import read_manifest  # noqa: E402
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, describe  # noqa: E402
+from matanyone_engine.core.artifacts.manifest import read_manifest  # noqa: E402
+from matanyone_engine.core.engine.errors import ExportError  # noqa: E402
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, describe  # noqa: E402
 from matanyone_engine.exporters.coreml import (  # noqa: E402
     ConstantTensorError,
     CoreMLCheckError,
@@ -391,9 +391,7 @@ def test_simulated_half_rounds_activations_and_weights_but_not_constants():
     layer = nn.Linear(64, 64)
     x = torch.randn(4, 64)
     with torch.no_grad():
-        want = nn.functional.linear(
-            x.half().float(), layer.weight.half().float(), layer.bias.half().float()
-        ).half()
+        want = nn.functional.linear(x.half().float(), layer.weight.half().float(), layer.bias.half().float()).half()
         with simulated_half():
             got = layer(x.half())
             table = torch.arange(1000, dtype=torch.float32) * 0.001  # constants only: stays float32
@@ -426,7 +424,7 @@ def test_fp16_drift_on_the_golden_clip(golden_dir: Path):
 
 
 def test_manifest_check_accepts_package_directories(exported: Path):
-    from matanyone_engine.core.manifest import check_manifest
+    from matanyone_engine.core.artifacts.manifest import check_manifest
 
     check_manifest(read_manifest(exported), format="coreml", dims=SMALL, precision="fp16", directory=exported)
 

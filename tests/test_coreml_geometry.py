@@ -195,7 +195,9 @@ def test_resize_matches_pillow_bilinear():
 def test_resize_upscale_matches_opencv_linear():
     cv2 = pytest.importorskip("cv2")
     x = np.random.default_rng(6).random((30, 40)).astype(np.float32)
-    np.testing.assert_allclose(resize(x, (75, 110)), cv2.resize(x, (110, 75), interpolation=cv2.INTER_LINEAR), atol=1e-5)
+    np.testing.assert_allclose(
+        resize(x, (75, 110)), cv2.resize(x, (110, 75), interpolation=cv2.INTER_LINEAR), atol=1e-5
+    )
 
 
 def test_resize_keeps_dtype_range_and_constants():
@@ -233,7 +235,7 @@ class _FakeModule:
     the red channel of the frame it was given — so the matte shows where each pixel went."""
 
     def __init__(self, name: str, dims):
-        from matanyone_engine.core.spec import MODULE_SPECS
+        from matanyone_engine.core.engine.spec import MODULE_SPECS
 
         self.spec = MODULE_SPECS[name]
         self.dims = dims
@@ -252,7 +254,7 @@ class _FakeModule:
 @pytest.mark.parametrize("size", [(432, 768), (768, 432), (480, 640), (1280, 720), (224, 400)])
 def test_matte_fitted_maps_any_clip_through_fixed_size_modules(size):
     from matanyone_engine.backends.coreml.clip import matte_fitted
-    from matanyone_engine.core.spec import MODULE_NAMES, Dims
+    from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims
 
     dims = Dims(*PACKAGE, 2)
     modules = {name: _FakeModule(name, dims) for name in MODULE_NAMES}

@@ -10,9 +10,10 @@ import pluggy
 import pytest
 from PIL import Image
 
-from matanyone_engine.core import hookspecs, mask_providers, plugins
-from matanyone_engine.core.errors import InputError
-from matanyone_engine.core.mask_providers import (
+from matanyone_engine.core import plugins
+from matanyone_engine.core.engine.errors import InputError
+from matanyone_engine.core.media import mask_providers
+from matanyone_engine.core.media.mask_providers import (
     VISION_UNAVAILABLE,
     BoxMaskProvider,
     FileMaskProvider,
@@ -20,6 +21,7 @@ from matanyone_engine.core.mask_providers import (
     binarise_and_dilate,
     first_frame_mask,
 )
+from matanyone_engine.core.plugins import hookspecs
 
 HEIGHT, WIDTH = 224, 400
 #: The object of the synthetic frame: rows 60..160, columns 120..280.
@@ -156,8 +158,8 @@ def test_vision_segments_a_person_on_macos():
     clip, painted = data / "test-sample1.mp4", data / "test-sample1.png"
     if not clip.exists():
         pytest.skip(f"{clip} is absent")
-    from matanyone_engine.core.masks import load_mask
-    from matanyone_engine.core.video import iter_frames
+    from matanyone_engine.core.media.masks import load_mask
+    from matanyone_engine.core.media.video import iter_frames
 
     frame = next(iter_frames(clip, count=1))
     mask = provider.make_mask(frame)

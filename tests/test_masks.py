@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matanyone_engine.core.errors import InputError
-from matanyone_engine.core.masks import check_mask, fit_mask_to_frame, load_mask, prepare_mask
-from matanyone_engine.core.video import probe
+from matanyone_engine.core.engine.errors import InputError
+from matanyone_engine.core.media.masks import check_mask, fit_mask_to_frame, load_mask, prepare_mask
+from matanyone_engine.core.media.video import probe
 
 
 def one_line(excinfo: pytest.ExceptionInfo, *words: str) -> None:

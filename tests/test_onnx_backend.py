@@ -13,14 +13,13 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from matanyone_engine.backends.onnx import runtime  # noqa: E402
 from matanyone_engine.backends.onnx.runtime import OrtModule, default_threads  # noqa: E402
-from matanyone_engine.core import cache, plugins  # noqa: E402
-from matanyone_engine.core.errors import BackendError  # noqa: E402
-from matanyone_engine.core.manifest import ManifestMismatch  # noqa: E402
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest, Module  # noqa: E402
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims  # noqa: E402
-from matanyone_engine.exporters.onnx import OnnxExporter  # noqa: E402
+from matanyone_engine.core import plugins  # noqa: E402
+from matanyone_engine.core.artifacts import cache  # noqa: E402
+from matanyone_engine.core.artifacts.manifest import ManifestMismatch  # noqa: E402
+from matanyone_engine.core.engine.errors import BackendError  # noqa: E402
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest, Module  # noqa: E402
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import exporter as exporter_mod  # noqa: E402
 from matanyone_engine.exporters.onnx.exporter import resolve_torch_modules  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import TorchNumpyModule, capture_inputs, synthetic_clip  # noqa: E402
@@ -140,14 +139,16 @@ def test_mismatched_artifacts_are_refused(standin_artifacts: Path) -> None:
         _load("onnx-cpu", standin_artifacts, dims=Dims(64, 112, 3))
     backend = plugins.get_backend("onnx-cpu")
     with pytest.raises(ManifestMismatch, match="precision"):
-        backend.load(LoadRequest(weights=STANDIN, dims=DIMS, precision="fp16",
-                                 options={"artifacts": str(standin_artifacts)}))
+        backend.load(
+            LoadRequest(weights=STANDIN, dims=DIMS, precision="fp16", options={"artifacts": str(standin_artifacts)})
+        )
     with pytest.raises(ManifestMismatch, match="weights"):
         backend.load(LoadRequest(weights="seeded:v1-pm", dims=DIMS, options={"artifacts": str(standin_artifacts)}))
 
 
-def test_load_through_the_cache(onnx_shared_root: Path, standin_artifacts: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_through_the_cache(
+    onnx_shared_root: Path, standin_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without an artifacts option the backend uses MATANYONE_CACHE and does not export again."""
     monkeypatch.setenv(cache.CACHE_ENV, str(onnx_shared_root))
 
@@ -161,7 +162,7 @@ def test_load_through_the_cache(onnx_shared_root: Path, standin_artifacts: Path,
 
 
 def test_state_machine_runs_on_onnx(standin_artifacts: Path, standin_torch) -> None:
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
 
     torch_numpy, _ = standin_torch
     clip, mask = synthetic_clip(DIMS.height, DIMS.width, 12, seed=5)
@@ -175,10 +176,11 @@ def test_state_machine_runs_on_onnx(standin_artifacts: Path, standin_torch) -> N
 # ------------------------------------------------------------------------------ real network
 
 
-def test_golden_clip_parity_onnx_cpu(golden_clip, tmp_path_factory: pytest.TempPathFactory,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_golden_clip_parity_onnx_cpu(
+    golden_clip, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The golden clip (224x400, warm-up 3, erode/dilate off) through the state machine on onnx-cpu."""
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
 
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "onnx-shared-cache"))
     modules = plugins.get_backend("onnx-cpu").load(LoadRequest(weights="seeded:v1-pm", dims=Dims(224, 400, 5)))

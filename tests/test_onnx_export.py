@@ -18,9 +18,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from matanyone_engine.core import plugins  # noqa: E402
-from matanyone_engine.core.errors import ExportError  # noqa: E402
-from matanyone_engine.core.manifest import ValidationError, read_manifest  # noqa: E402
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, Dims  # noqa: E402
+from matanyone_engine.core.artifacts.manifest import ValidationError, read_manifest  # noqa: E402
+from matanyone_engine.core.engine.errors import ExportError  # noqa: E402
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import EXPORTER_NAME, EXPORTER_VERSION, OnnxExporter, as_dims  # noqa: E402
 from matanyone_engine.exporters.onnx.exporter import export_module, resolve_torch_modules  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import capture_inputs, synthetic_inputs  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from matanyone_engine.core.state import matte_frames
+from matanyone_engine.core.engine.driver import matte_frames
 
 ALPHA_MEAN, ALPHA_P999, LOGITS_MEAN = 2e-5, 2e-3, 1e-4
 

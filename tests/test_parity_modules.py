@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matanyone_engine.core.spec import Dims
-from matanyone_engine.core.state import matte_frames
+from matanyone_engine.core.engine.driver import matte_frames
+from matanyone_engine.core.engine.spec import Dims
 
 
 def close(actual: np.ndarray, reference: np.ndarray, name: str) -> None:
@@ -34,8 +34,10 @@ def test_mask_encoder(torch_modules, golden_modules, prefix):
     g = golden_modules
     pix_feat = g["encoder.pix_feat"] if prefix == "mask_encoder" else g["first_frame_readout.pix_feat"]
     out = torch_modules["mask_encoder"](
-        f1=g["encoder.f1"], pix_feat=pix_feat,
-        sensory=drop_object_dim(g[f"{prefix}.sensory_in"]), mask=g[f"{prefix}.masks"],
+        f1=g["encoder.f1"],
+        pix_feat=pix_feat,
+        sensory=drop_object_dim(g[f"{prefix}.sensory_in"]),
+        mask=g[f"{prefix}.masks"],
     )
     close(out["mask_value"], g[f"{prefix}.mask_value"], "mask_value")
     close(out["new_sensory"], g[f"{prefix}.new_sensory"], "new_sensory")
@@ -45,8 +47,10 @@ def test_mask_encoder(torch_modules, golden_modules, prefix):
 def test_read_first(torch_modules, golden_modules):
     g, p = golden_modules, "first_frame_readout."
     out = torch_modules["read_first"](
-        pix_feat=g[p + "pix_feat"], last_msk_value=drop_object_dim(g[p + "last_msk_value"]),
-        sensory=drop_object_dim(g[p + "sensory"]), last_mask=g[p + "last_mask"],
+        pix_feat=g[p + "pix_feat"],
+        last_msk_value=drop_object_dim(g[p + "last_msk_value"]),
+        sensory=drop_object_dim(g[p + "sensory"]),
+        last_mask=g[p + "last_mask"],
         obj_memory=g[p + "obj_memory"].reshape(1, 16, 257),
     )
     close(out["mem_readout"], g[p + "memory_readout"], "read_first.mem_readout")
@@ -68,10 +72,17 @@ def test_read_ring_buffer(torch_modules, golden_modules, slot):
     mem_key[..., span], mem_shrinkage[..., span] = g[p + "mem_key"], g[p + "mem_shrinkage"]
     mem_value[..., span], mem_valid[:, span] = g[p + "mem_value"], 1
     out = torch_modules["read"](
-        query_key=g[p + "query_key"], query_selection=g[p + "selection"], pix_feat=g[p + "pix_feat"],
-        last_pix_feat=g[p + "last_pix_feat"], last_mask=g[p + "last_mask"],
-        last_msk_value=drop_object_dim(g[p + "last_msk_value"]), sensory=drop_object_dim(g[p + "sensory"]),
-        mem_key=mem_key, mem_shrinkage=mem_shrinkage, mem_value=mem_value, mem_valid=mem_valid,
+        query_key=g[p + "query_key"],
+        query_selection=g[p + "selection"],
+        pix_feat=g[p + "pix_feat"],
+        last_pix_feat=g[p + "last_pix_feat"],
+        last_mask=g[p + "last_mask"],
+        last_msk_value=drop_object_dim(g[p + "last_msk_value"]),
+        sensory=drop_object_dim(g[p + "sensory"]),
+        mem_key=mem_key,
+        mem_shrinkage=mem_shrinkage,
+        mem_value=mem_value,
+        mem_valid=mem_valid,
         obj_memory=g[p + "obj_memory"].reshape(1, 16, 257),
     )
     close(out["mem_readout"], g[p + "memory_readout"], "read.mem_readout")
@@ -80,8 +91,12 @@ def test_read_ring_buffer(torch_modules, golden_modules, slot):
 def test_decoder(torch_modules, golden_modules):
     g, p = golden_modules, "decoder."
     out = torch_modules["decoder"](
-        f8=g[p + "f8"], f4=g[p + "f4"], f2=g[p + "f2"], f1=g[p + "f1"],
-        mem_readout=drop_object_dim(g["memory_read.memory_readout"]), sensory=drop_object_dim(g[p + "sensory_in"]),
+        f8=g[p + "f8"],
+        f4=g[p + "f4"],
+        f2=g[p + "f2"],
+        f1=g[p + "f1"],
+        mem_readout=drop_object_dim(g["memory_read.memory_readout"]),
+        sensory=drop_object_dim(g[p + "sensory_in"]),
     )
     close(out["new_sensory"], g[p + "new_sensory"], "decoder.new_sensory")
     close(out["logits"], g[p + "logits_preclamp"], "decoder.logits")
@@ -95,7 +110,10 @@ def test_state_machine_trace(torch_modules, golden_modules):
     steps: list[dict] = []
     results = list(
         matte_frames(
-            torch_modules, g["input.frames_u8"], g["input.mask_u8"].astype(np.float32), warmup=1,
+            torch_modules,
+            g["input.frames_u8"],
+            g["input.mask_u8"].astype(np.float32),
+            warmup=1,
             recorder=lambda kind, t: steps.append({"kind": kind, **{k: v.copy() for k, v in t.items()}}),
         )
     )

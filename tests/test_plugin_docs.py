@@ -19,8 +19,9 @@ import json
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pluggy
@@ -28,9 +29,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from matanyone_engine.core import hookspecs, plugins
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest, Module
-from matanyone_engine.core.spec import MODULE_NAMES, MODULE_SPECS, STRIDE, Dims, describe
+from matanyone_engine.core import plugins
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest, Module
+from matanyone_engine.core.engine.spec import MODULE_NAMES, MODULE_SPECS, STRIDE, Dims, describe
+from matanyone_engine.core.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -67,9 +69,7 @@ HOOK_EVIDENCE: dict[str, tuple[str, ...]] = {
 def hookspec_functions() -> dict[str, Any]:
     """The hook specifications, found by pluggy's own marker rather than by a hard-coded list."""
     marker = f"{hookspecs.hookspec.project_name}_spec"
-    return {
-        name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, marker)
-    }
+    return {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, marker)}
 
 
 def docs_text() -> str:
@@ -115,8 +115,12 @@ def collect(pm: pluggy.PluginManager, hook: str, key: str = "name") -> dict[str,
 
 
 def test_hookspecs_are_found():
-    assert set(hookspec_functions()) >= {"register_backends", "register_exporters",
-                                         "register_mask_providers", "register_commands"}
+    assert set(hookspec_functions()) >= {
+        "register_backends",
+        "register_exporters",
+        "register_mask_providers",
+        "register_commands",
+    }
 
 
 def test_every_hook_is_documented_with_its_arguments():
@@ -135,8 +139,16 @@ def test_docs_name_no_hook_that_does_not_exist():
 
 def test_docs_cover_registration_and_inspection():
     text = docs_text()
-    for needle in ("[project.entry-points.matanyone_engine]", "MATANYONE_PLUGINS", "matanyone plugins",
-                   "available()", "load(request: LoadRequest)", "make_mask(", "export(", "BackendUnavailable"):
+    for needle in (
+        "[project.entry-points.matanyone_engine]",
+        "MATANYONE_PLUGINS",
+        "matanyone plugins",
+        "available()",
+        "load(request: LoadRequest)",
+        "make_mask(",
+        "export(",
+        "BackendUnavailable",
+    ):
         assert needle in text, f"{DOCS} does not mention {needle}"
 
 
@@ -177,8 +189,13 @@ def test_every_hook_has_a_test():
 
 
 def test_docs_have_the_examples():
-    assert set(doc_examples()) >= {"echo-backend", "echo-pyproject", "spec-json-exporter",
-                                   "threshold-mask-provider", "command"}
+    assert set(doc_examples()) >= {
+        "echo-backend",
+        "echo-pyproject",
+        "spec-json-exporter",
+        "threshold-mask-provider",
+        "command",
+    }
 
 
 def test_docs_pyproject_snippet_registers_the_echo_module():
@@ -198,7 +215,7 @@ def _blocky(mask: np.ndarray) -> np.ndarray:
 
 
 def test_docs_echo_backend_runs_through_the_state_machine(fresh_pm):
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
 
     fresh_pm.register(load_example("echo-backend"), name="echo")
     backends = collect(fresh_pm, "register_backends")
@@ -229,7 +246,7 @@ def test_docs_echo_backend_runs_through_the_state_machine(fresh_pm):
 
 def test_docs_echo_backend_loads_through_the_engine(tmp_path: Path, monkeypatch):
     """The example as a real importable module, picked up by core.plugins and the CLI."""
-    from matanyone_engine.core.api import load_modules
+    from matanyone_engine.core.app.loading import load_modules
     from matanyone_engine.core.cli import app
 
     language, code = doc_examples()["echo-backend"]
@@ -257,15 +274,16 @@ def test_docs_exporter_example(fresh_pm, tmp_path: Path):
     assert set(exporters) == {"spec-json"}
     dims = Dims(64, 96, 3)
     # the keywords `matanyone export` passes
-    written = exporters["spec-json"].export(weights="seeded:v1-pm", dims=dims, precision="fp32",
-                                            out_dir=tmp_path / "out", validate=True)
+    written = exporters["spec-json"].export(
+        weights="seeded:v1-pm", dims=dims, precision="fp32", out_dir=tmp_path / "out", validate=True
+    )
     data = json.loads(Path(written).read_text())
     assert data["modules"] == json.loads(json.dumps(describe(dims)["modules"]))
     assert data["weights"] == "seeded:v1-pm"
 
 
 def test_docs_mask_provider_example(fresh_pm):
-    from matanyone_engine.core.errors import InputError
+    from matanyone_engine.core.engine.errors import InputError
 
     fresh_pm.register(load_example("threshold-mask-provider"), name="threshold")
     providers = collect(fresh_pm, "register_mask_providers")
@@ -300,7 +318,7 @@ def test_docs_command_example(fresh_pm):
 
 
 def _rows(capsys) -> dict[str, dict[str, Any]]:
-    from matanyone_engine.core.plugin_info import plugins_command
+    from matanyone_engine.core.plugins.info import plugins_command
 
     plugins_command(as_json=True)
     return {r["name"]: r for r in json.loads(capsys.readouterr().out)}
@@ -345,7 +363,7 @@ def test_plugins_command_reports_excluded_and_broken_plugins(capsys, monkeypatch
 
 
 def test_plugins_command_table(capsys):
-    from matanyone_engine.core.plugin_info import plugins_command
+    from matanyone_engine.core.plugins.info import plugins_command
 
     plugins.reset()
     plugins_command(as_json=False)

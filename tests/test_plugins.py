@@ -31,8 +31,8 @@ def test_backends_command_json():
 def test_unknown_backend_is_a_clear_error():
     import pytest
 
-    from matanyone_engine.core.api import resolve_backend
-    from matanyone_engine.core.errors import BackendError
+    from matanyone_engine.core.app.loading import resolve_backend
+    from matanyone_engine.core.engine.errors import BackendError
 
     with pytest.raises(BackendError, match="unknown backend 'nope'; known backends: .*torch"):
         resolve_backend("nope")
@@ -74,5 +74,13 @@ def test_doctor_reports_platform_versions_and_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
-    for expected in ("python 3.", "numpy ", "torch ", "onnxruntime providers: ", "CPUExecutionProvider", "plugins: ", f"cache: {tmp_path}"):
+    for expected in (
+        "python 3.",
+        "numpy ",
+        "torch ",
+        "onnxruntime providers: ",
+        "CPUExecutionProvider",
+        "plugins: ",
+        f"cache: {tmp_path}",
+    ):
         assert expected in result.output, expected

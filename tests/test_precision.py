@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from matanyone_engine.core import precision as P
 from matanyone_engine.core import plugins
+from matanyone_engine.core.engine import precision as P
 
 
 def test_concrete_precisions_pass_through_unchanged():
@@ -52,11 +52,11 @@ def test_cpu_flag_reader_matches_proc_cpuinfo(monkeypatch):
 
 
 def test_accelerated_backends_pipeline_and_cpu_ones_do_not():
-    from matanyone_engine.core import api
+    from matanyone_engine.core.app import loading
 
-    assert not api.pipeline_pays("onnx-cpu")
-    assert not api.pipeline_pays("onnx-cpu", {"read": "torch"})
+    assert not loading.pipeline_pays("onnx-cpu")
+    assert not loading.pipeline_pays("onnx-cpu", {"read": "torch"})
     # where the encoder runs decides; an accelerator backend says so (checked without running it)
-    assert getattr(plugins.get_backend("onnx-cuda"), "accelerated") is True
-    assert getattr(plugins.get_backend("coreml-gpu"), "accelerated") is True
-    assert getattr(plugins.get_backend("torch"), "accelerated") is False
+    assert plugins.get_backend("onnx-cuda").accelerated is True
+    assert plugins.get_backend("coreml-gpu").accelerated is True
+    assert plugins.get_backend("torch").accelerated is False

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matanyone_engine.core.padding import mask_to_input, pad_amounts, padded_size, unpad, frame_to_input
-from matanyone_engine.core.spec import MODULE_SPECS, Dims
-from matanyone_engine.core.state import MattingStateMachine, MemoryConfig, matte_frames
+from matanyone_engine.core.engine.driver import matte_frames
+from matanyone_engine.core.engine.padding import frame_to_input, mask_to_input, pad_amounts, padded_size, unpad
+from matanyone_engine.core.engine.spec import MODULE_SPECS, Dims
+from matanyone_engine.core.engine.state import MattingStateMachine, MemoryConfig
 
 DIMS = Dims(32, 48, 3)  # h, w = 2, 3: 6 tokens per frame, 18 memory tokens
 
@@ -157,13 +158,18 @@ def test_pipelined_encoder_gives_identical_results_and_runs_on_a_worker():
     want = list(matte_frames(plain.modules(), frames, mask, warmup=2, mem_frames=3))
     got = list(matte_frames(modules, frames, mask, warmup=2, mem_frames=3, pipeline=True))
     assert [r.index for r in got] == list(range(9))
-    for a, b in zip(want, got):
+    for a, b in zip(want, got, strict=False):
         np.testing.assert_array_equal(a.alpha, b.alpha)
         np.testing.assert_array_equal(a.logits, b.logits)
+
     # every module saw the same inputs in the same order (encoder calls aside, which moved)
-    strip = lambda calls: [(n, sorted(k)) for n, k in calls if n != "encoder"]
+    def strip(calls):
+        return [(n, sorted(k)) for n, k in calls if n != "encoder"]
+
     assert strip(plain.calls) == strip(piped.calls)
-    for (na, ia), (nb, ib) in zip([c for c in plain.calls if c[0] != "encoder"], [c for c in piped.calls if c[0] != "encoder"]):
+    for (na, ia), (_nb, ib) in zip(
+        [c for c in plain.calls if c[0] != "encoder"], [c for c in piped.calls if c[0] != "encoder"], strict=False
+    ):
         for key in ia:
             np.testing.assert_array_equal(ia[key], ib[key], err_msg=f"{na}.{key}")
     # frame 0 on the caller's thread, frames 1..8 on the encoder worker

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from matanyone_engine.core.errors import WeightsError
-from matanyone_engine.core.weights import parse_weights, seeded_state_dict, tensor_sha256, weights_digest
+from matanyone_engine.core.artifacts.weights import parse_weights, seeded_state_dict, tensor_sha256, weights_digest
+from matanyone_engine.core.engine.errors import WeightsError
 
 
 def test_state_dict_matches_official_spec(golden_dir, torch_net):
@@ -27,11 +27,17 @@ def test_seeded_recipe_is_bit_exact(golden_dir):
 
 
 def test_variants_and_prefix_differ_only_where_documented():
-    entries = [("mask_decoder.pred_mat.weight", (1, 16, 3, 3), "float32"), ("mask_decoder.pred_mat.bias", (1,), "float32"),
-               ("a.weight", (4, 3), "float32"), ("b.running_var", (3,), "float32")]
+    entries = [
+        ("mask_decoder.pred_mat.weight", (1, 16, 3, 3), "float32"),
+        ("mask_decoder.pred_mat.bias", (1,), "float32"),
+        ("a.weight", (4, 3), "float32"),
+        ("b.running_var", (3,), "float32"),
+    ]
     pm, plain = seeded_state_dict(entries, "v1-pm"), seeded_state_dict(entries, "v1")
     np.testing.assert_array_equal(pm["a.weight"], plain["a.weight"])
-    np.testing.assert_allclose(pm["mask_decoder.pred_mat.weight"], plain["mask_decoder.pred_mat.weight"] * 0.1, rtol=1e-6)
+    np.testing.assert_allclose(
+        pm["mask_decoder.pred_mat.weight"], plain["mask_decoder.pred_mat.weight"] * 0.1, rtol=1e-6
+    )
     np.testing.assert_allclose(pm["mask_decoder.pred_mat.bias"], plain["mask_decoder.pred_mat.bias"] + 0.5, rtol=1e-6)
     np.testing.assert_array_equal(pm["b.running_var"], np.ones(3, np.float32))
     other = seeded_state_dict(entries, "v1-pm", prefix="x")
@@ -72,7 +78,9 @@ def test_checkpoint_round_trip_and_inv_freq_from_file(torch_net, tmp_path, suffi
     state = _save_official_like(torch_net, path)
     net = load_network(str(path))
     # inv_freq is a checkpoint buffer: the loaded value wins over anything recomputed
-    torch.testing.assert_close(net.object_transformer.spatial_pe.inv_freq, state["object_transformer.spatial_pe.inv_freq"])
+    torch.testing.assert_close(
+        net.object_transformer.spatial_pe.inv_freq, state["object_transformer.spatial_pe.inv_freq"]
+    )
     torch.testing.assert_close(net.pixel_encoder.conv1.weight, torch_net.pixel_encoder.conv1.weight)
     assert net.weights_digest != torch_net.weights_digest
 

@@ -11,13 +11,13 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import frame_pattern
 from PIL import Image
 
-from conftest import frame_pattern
-from matanyone_engine.core import writers
-from matanyone_engine.core.errors import InputError, OutputError
-from matanyone_engine.core.video import iter_frames, probe
-from matanyone_engine.core.writers import (
+from matanyone_engine.core.engine.errors import InputError, OutputError
+from matanyone_engine.core.media import writers
+from matanyone_engine.core.media.video import iter_frames, probe
+from matanyone_engine.core.media.writers import (
     DEFAULT_BACKGROUND,
     AlphaPngWriter,
     AlphaVideoWriter,
@@ -89,7 +89,12 @@ def audio_of(path: Path) -> tuple[str, int, float, list[bytes]] | None:
         packets = [p for p in container.demux(stream) if p.size]
         end = max((p.pts + (p.duration or 0)) * p.time_base for p in packets)
         start = min(max(p.pts, 0) * p.time_base for p in packets)
-        return stream.codec_context.name, stream.codec_context.sample_rate, float(end - start), [bytes(p) for p in packets]
+        return (
+            stream.codec_context.name,
+            stream.codec_context.sample_rate,
+            float(end - start),
+            [bytes(p) for p in packets],
+        )
 
 
 def loudness(path: Path) -> float:
@@ -343,7 +348,7 @@ def test_foreground_video_keeps_fps_and_pads_odd_sizes(tmp_path):
     got, rate, codec = decode(path)
     assert codec == "h264" and rate == Fraction(30000, 1001) and len(got) == 5
     assert got[0].format.name == "yuv420p" and (got[0].width, got[0].height) == (64, 48)
-    for frame, rgb in zip(got, rgbs):
+    for frame, rgb in zip(got, rgbs, strict=False):
         back = frame.to_ndarray(format="rgb24")[:47, :63].astype(np.float32)
         assert np.abs(back - rgb).mean() < 3
     assert audio_of(path) is None

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.errors import BackendError
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, VARIANT_OF, Dims, ModuleSpec
+from matanyone_engine.core.engine.errors import BackendError
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, VARIANT_OF, Dims, ModuleSpec
 
 #: The one line every non-Mac machine gets from ``available()`` and ``load()``.
 UNAVAILABLE_REASON = "CoreML runs only on macOS 13+"
@@ -92,7 +93,7 @@ def resolve_placement(default: str, placement: Mapping[str, str] | None) -> dict
     """
     if default not in COMPUTE_UNITS:
         raise BackendError(f"unknown compute unit {default!r}; use one of {', '.join(COMPUTE_UNITS)}")
-    table = {name: default for name in ALL_MODULE_SPECS}
+    table = dict.fromkeys(ALL_MODULE_SPECS, default)
     if not placement:
         return table
     if not isinstance(placement, Mapping):
@@ -152,8 +153,10 @@ class CoreMLModule:
                 )
             feed[name] = array
         raw = self.model.predict(feed)
-        return {name: to_float32(raw[name], self._out_shapes[name], f"{self.spec.name}.{name}")
-                for name in self.spec.output_names}
+        return {
+            name: to_float32(raw[name], self._out_shapes[name], f"{self.spec.name}.{name}")
+            for name in self.spec.output_names
+        }
 
 
 def to_float32(value: Any, shape: tuple[int, ...], what: str = "output") -> np.ndarray:
@@ -206,13 +209,11 @@ class CoreMLBackend:
         if not ok:
             raise BackendUnavailable(reason)
         if request.precision not in PRECISIONS:
-            raise BackendError(
-                f"backend {self.name} offers precision fp32 or fp16, not {request.precision!r}"
-            )
+            raise BackendError(f"backend {self.name} offers precision fp32 or fp16, not {request.precision!r}")
         placement = resolve_placement(self.compute_unit, request.options.get("placement"))
         directory = locate_packages(request)
 
-        from matanyone_engine.core.manifest import read_manifest
+        from matanyone_engine.core.artifacts.manifest import read_manifest
         from matanyone_engine.exporters.coreml.compat import import_coremltools
 
         ct = import_coremltools()
@@ -225,7 +226,8 @@ class CoreMLBackend:
                 model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[unit]))
             except Exception as exc:
                 raise BackendError(
-                    f"Core ML could not load {path} on {unit} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                    f"Core ML could not load {path} on {unit} ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:160]}); "
                     "delete the package directory to re-export, or place the module on another unit"
                 ) from None
             modules[name] = CoreMLModule(ALL_MODULE_SPECS[name], model, request.dims, unit, path)
@@ -239,7 +241,7 @@ def locate_packages(request: LoadRequest) -> Path:
     request (format, size, T, precision, weights). Otherwise the artifact cache of core/cache.py,
     which exports on first use (a few minutes) and reuses afterwards.
     """
-    from matanyone_engine.core.manifest import check_manifest, read_manifest
+    from matanyone_engine.core.artifacts.manifest import check_manifest, read_manifest
     from matanyone_engine.exporters.coreml.exporter import CoreMLExporter
 
     given = request.options.get("package_dir")
@@ -249,7 +251,11 @@ def locate_packages(request: LoadRequest) -> Path:
         # No ``directory=`` here: check_manifest tests files with is_file(), and an .mlpackage is
         # a directory. Presence is checked below instead.
         check_manifest(
-            manifest, format="coreml", dims=request.dims, precision=request.precision, weights=request.weights,
+            manifest,
+            format="coreml",
+            dims=request.dims,
+            precision=request.precision,
+            weights=request.weights,
         )
         missing = [f for f in manifest.files.values() if not (directory / f).exists()]
         if missing:

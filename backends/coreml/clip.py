@@ -1,6 +1,6 @@
 """Run a clip of any size and orientation through fixed-size modules (the CoreML packages).
 
-Why: ``core.state.matte_frames`` sizes its modules from the frames (padded to multiples of 16),
+Why: ``core.engine.driver.matte_frames`` sizes its modules from the frames (padded to multiples of 16),
 while a CoreML package set is compiled for one size. This glue plans the frame geometry once per
 clip (geometry.py: rotate portrait to landscape, letter-box or resize), feeds the state machine
 package-size frames and mask, and maps every alpha back to the clip's own size, so callers get
@@ -9,11 +9,11 @@ the same ``FrameResult`` stream as with any other backend. numpy only.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from matanyone_engine.core.protocol import Module
+from matanyone_engine.core.engine.protocol import Module
 
 from .geometry import FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
 
@@ -27,13 +27,13 @@ def matte_fitted(
     warmup: int = 10,
     mem_frames: int = 5,
     tolerance: float = 0.01,
-) -> Iterator["FittedFrame"]:
+) -> Iterator[FittedFrame]:
     """Stream mattes for ``frames`` (HxWx3 uint8) with modules built for ``package_hw``.
 
     ``mask_255`` is the first-frame mask at the frames' size. The mask is mapped with linear
     resampling (a soft mask stays soft; a 0/255 mask gets soft edges only where it is resized).
     """
-    from matanyone_engine.core.state import matte_frames
+    from matanyone_engine.core.engine.driver import matte_frames
 
     iterator = iter(frames)
     try:
@@ -42,15 +42,18 @@ def matte_fitted(
         return
     geometry = plan_geometry(first.shape[:2], package_hw, tolerance=tolerance)
     if mask_255.shape != first.shape[:2]:
-        raise ValueError(f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are "
-                         f"{first.shape[1]}x{first.shape[0]}")
+        raise ValueError(
+            f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are {first.shape[1]}x{first.shape[0]}"
+        )
 
     def fitted() -> Iterator[np.ndarray]:
         yield frame_to_package(first, geometry)
         for frame in iterator:
             if frame.shape[:2] != geometry.frame_hw:
-                raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, the clip started at "
-                                 f"{geometry.frame_hw[1]}x{geometry.frame_hw[0]}")
+                raise ValueError(
+                    f"frame is {frame.shape[1]}x{frame.shape[0]}, the clip started at "
+                    f"{geometry.frame_hw[1]}x{geometry.frame_hw[0]}"
+                )
             yield frame_to_package(frame, geometry)
 
     package_mask = frame_to_package(mask_255, geometry)

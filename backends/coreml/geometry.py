@@ -92,9 +92,7 @@ def plan_geometry(
         raise ValueError("tolerance must be >= 0")
     frame_portrait, frame_landscape = fh > fw, fw > fh
     package_portrait, package_landscape = ph > pw, pw > ph
-    rotate = allow_rotation and (
-        (frame_portrait and package_landscape) or (frame_landscape and package_portrait)
-    )
+    rotate = allow_rotation and ((frame_portrait and package_landscape) or (frame_landscape and package_portrait))
     oh, ow = (fw, fh) if rotate else (fh, fw)
     if (oh, ow) == (ph, pw):
         return FrameGeometry((fh, fw), (ph, pw), rotate, "identity", (0, 0, ph, pw))
@@ -167,9 +165,7 @@ def nchw_to_frame(array: np.ndarray, geometry: FrameGeometry) -> np.ndarray:
 # ----------------------------------------------------------------------------------- resampling
 
 
-def resize(
-    image: np.ndarray, size_hw: tuple[int, int], *, interpolation: Interpolation = "linear"
-) -> np.ndarray:
+def resize(image: np.ndarray, size_hw: tuple[int, int], *, interpolation: Interpolation = "linear") -> np.ndarray:
     """Resize the first two axes of ``image`` to ``size_hw`` (antialiased linear, or nearest).
 
     Returns the input dtype; integer results are rounded and clipped to the dtype's range.

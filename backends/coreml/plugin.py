@@ -7,7 +7,7 @@ Importing this module imports neither torch nor coremltools.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from matanyone_engine.core import hookimpl
 

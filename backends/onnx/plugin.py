@@ -6,7 +6,7 @@ imported only when a backend is asked about or loaded, or an export runs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from matanyone_engine.core import hookimpl
 from matanyone_engine.exporters.onnx import OnnxExporter

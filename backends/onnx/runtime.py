@@ -14,16 +14,17 @@ import contextlib
 import os
 import platform
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.errors import BackendError
-from matanyone_engine.core.manifest import Manifest, check_manifest, read_manifest
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
+from matanyone_engine.core.artifacts.manifest import Manifest, check_manifest, read_manifest
+from matanyone_engine.core.engine.errors import BackendError
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -96,12 +97,10 @@ class OrtModule:
             if x.dtype != np.float32 or not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x, dtype=np.float32)
             if x.shape != shape:
-                raise BackendError(
-                    f"{self.spec.name}.{name} has shape {x.shape}, the loaded artifacts expect {shape}"
-                )
+                raise BackendError(f"{self.spec.name}.{name} has shape {x.shape}, the loaded artifacts expect {shape}")
             feeds[name] = x
         outputs = self.session.run(self._output_names, feeds)
-        return dict(zip(self._output_names, outputs))
+        return dict(zip(self._output_names, outputs, strict=False))
 
 
 @dataclass
@@ -120,9 +119,7 @@ class OrtBackend:
         providers = ort.get_available_providers()
         if self.provider not in providers:
             hint = _PROVIDER_HINTS.get(self.provider, "")
-            return False, (
-                f"{self.provider} is not in this onnxruntime build (it has {', '.join(providers)}); {hint}"
-            )
+            return False, (f"{self.provider} is not in this onnxruntime build (it has {', '.join(providers)}); {hint}")
         return True, ""
 
     @property
@@ -151,7 +148,8 @@ class OrtBackend:
             raise BackendUnavailable(f"backend {self.name} cannot run here: {reason}")
         if request.precision not in PRECISIONS:
             raise BackendUnavailable(
-                f"backend {self.name} does not offer precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+                f"backend {self.name} does not offer precision {request.precision!r}; use one "
+                f"of {', '.join(PRECISIONS)}"
             )
         directory, manifest = self.artifacts(request)
         return self.sessions(directory, manifest, request)
@@ -166,8 +164,12 @@ class OrtBackend:
             directory = Path(given).expanduser()
             manifest = read_manifest(directory)
             check_manifest(
-                manifest, format="onnx", dims=request.dims, precision=request.precision,
-                weights=request.weights, directory=directory,
+                manifest,
+                format="onnx",
+                dims=request.dims,
+                precision=request.precision,
+                weights=request.weights,
+                directory=directory,
             )
             return directory, manifest
         from matanyone_engine.exporters.onnx.exporter import DEFAULT_OPSET, DEFAULT_TORCH_EXPORTER, OnnxExporter
@@ -309,5 +311,7 @@ BACKENDS = (
         "ONNX Runtime with the CoreML execution provider (Apple; option compute_units: all, cpu_only, "
         "cpu_and_gpu, cpu_and_ne)",
     ),
-    OrtBackend("onnx-openvino", "OpenVINOExecutionProvider", "ONNX Runtime with the OpenVINO execution provider (Intel)"),
+    OrtBackend(
+        "onnx-openvino", "OpenVINOExecutionProvider", "ONNX Runtime with the OpenVINO execution provider (Intel)"
+    ),
 )

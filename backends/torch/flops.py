@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
 
 FLOPS_METHOD = (
     "torch.utils.flop_counter.FlopCounterMode on the float32 torch modules "

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matanyone_engine.core.spec import MASKED_SIMILARITY
+from matanyone_engine.core.engine.spec import MASKED_SIMILARITY
 
 
 def area_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:

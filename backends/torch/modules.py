@@ -3,12 +3,12 @@ core.spec, a tuple of outputs in the order of core.spec. Exporters trace exactly
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
 
 from .network import MatAnyoneNet
 
@@ -93,9 +93,7 @@ MODULE_CLASSES: Mapping[str, type[_Stage]] = {
 }
 
 
-def build_torch_modules(
-    net: MatAnyoneNet, dims: Dims | None = None, optional: bool = False
-) -> dict[str, nn.Module]:
+def build_torch_modules(net: MatAnyoneNet, dims: Dims | None = None, optional: bool = False) -> dict[str, nn.Module]:
     """One nn.Module per declared module (plus the optional variants when asked), sharing the
     network's parameters.
 
@@ -110,4 +108,4 @@ def run_module(module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[st
     spec = module.spec
     with torch.inference_mode():
         outputs = module(*(inputs[n] for n in spec.input_names))
-    return dict(zip(spec.output_names, outputs))
+    return dict(zip(spec.output_names, outputs, strict=False))

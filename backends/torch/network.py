@@ -7,17 +7,17 @@ Stages take and return plain 4-D tensors (batch first, no object dimension).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matanyone_engine.core import spec as S
-from matanyone_engine.core.errors import WeightsError
-from matanyone_engine.core.weights import parse_weights, seeded_state_dict, weights_digest
+from matanyone_engine.core.artifacts.weights import parse_weights, seeded_state_dict, weights_digest
+from matanyone_engine.core.engine import spec as S
+from matanyone_engine.core.engine.errors import WeightsError
 
 from .layers import (
     BasicBlock,
@@ -167,9 +167,7 @@ class QueryTransformer(nn.Module):
         self.pixel_emb_proj = nn.Conv2d(d, d, 1)
         self.spatial_pe = PositionalEncoding(d, PE_SCALE, PE_TEMPERATURE)
         self.blocks = nn.ModuleList(QueryTransformerBlock(d, NUM_HEADS, FF_DIM) for _ in range(NUM_BLOCKS))
-        self.mask_pred = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), nn.Conv2d(d, 1, 1)) for _ in range(NUM_BLOCKS + 1)
-        )
+        self.mask_pred = nn.ModuleList(nn.Sequential(nn.ReLU(), nn.Conv2d(d, 1, 1)) for _ in range(NUM_BLOCKS + 1))
 
     def forward(self, pixel: torch.Tensor, obj_memory: torch.Tensor, aux: list | None = None) -> torch.Tensor:
         b, c, h, w = pixel.shape
@@ -200,7 +198,7 @@ class MaskDecoder(nn.Module):
         self.sensory_update = SensoryUpdaterFullScale([u[0], u[1], u[2], u[3], u[4] + 1], S.SENSORY_DIM, S.SENSORY_DIM)
         self.decoder_feat_proc = nn.Module()
         self.decoder_feat_proc.transforms = nn.ModuleList(
-            nn.Conv2d(i, o, 1) for i, o in zip((512, 256, 64, 3), u[:-1])
+            nn.Conv2d(i, o, 1) for i, o in zip((512, 256, 64, 3), u[:-1], strict=False)
         )
         self.up_16_8 = MaskUpsampleBlock(u[0], u[1])
         self.up_8_4 = MaskUpsampleBlock(u[1], u[2])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
 from matanyone_engine.core import hookimpl
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
-from matanyone_engine.core.spec import ModuleSpec
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.spec import ModuleSpec
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -45,7 +45,7 @@ class TorchModule:
             outputs = self.stage(*args)
         return {
             name: out.float().cpu().numpy() if out.dtype != torch.float32 or out.device.type != "cpu" else out.numpy()
-            for name, out in zip(self.spec.output_names, outputs)
+            for name, out in zip(self.spec.output_names, outputs, strict=False)
         }
 
 
@@ -84,7 +84,7 @@ class TorchBackend:
 
     def fast_precision(self) -> tuple[str, str]:
         """bf16 autocast where the hardware has bfloat16 arithmetic, else fp32."""
-        from matanyone_engine.core.precision import cpu_has_native_bf16
+        from matanyone_engine.core.engine.precision import cpu_has_native_bf16
 
         if self.device_type == "cuda":
             return "bf16", "CUDA GPUs run the bfloat16 autocast natively"
@@ -106,7 +106,8 @@ class TorchBackend:
             raise BackendUnavailable(f"backend {self.name} cannot run here: {reason}")
         if request.precision not in PRECISIONS:
             raise BackendUnavailable(
-                f"backend {self.name} does not offer precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+                f"backend {self.name} does not offer precision {request.precision!r}; use one "
+                f"of {', '.join(PRECISIONS)}"
             )
         import torch
 

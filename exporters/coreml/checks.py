@@ -27,14 +27,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.errors import ExportError
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, Dims
+from matanyone_engine.core.engine.errors import ExportError
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims
 
 from .compat import import_coremltools
 
@@ -188,11 +189,15 @@ def check_package(
     try:
         spec = ct.utils.load_spec(str(path))
     except Exception as exc:
-        raise CoreMLCheckError(module, f"cannot read the package {path} ({type(exc).__name__}: {exc})",
-                               "export it again") from None
+        raise CoreMLCheckError(
+            module, f"cannot read the package {path} ({type(exc).__name__}: {exc})", "export it again"
+        ) from None
     if spec.WhichOneof("Type") != "mlProgram":
-        raise CoreMLCheckError(module, f"{path.name} is a {spec.WhichOneof('Type')} model, not an ML Program",
-                               "convert with convert_to='mlprogram'")
+        raise CoreMLCheckError(
+            module,
+            f"{path.name} is a {spec.WhichOneof('Type')} model, not an ML Program",
+            "convert with convert_to='mlprogram'",
+        )
 
     _check_interface(spec, module, dims)
     program = _Program(spec, path)
@@ -445,8 +450,14 @@ def _decode_immediate(tensor: Any, dtype_name: str) -> np.ndarray | None:
     if kind == "bools":
         return np.asarray(tensor.bools.values, dtype=bool)
     if kind == "bytes":
-        np_dtype = {"FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16,
-                    "UINT16": np.uint16, "BFLOAT16": None}.get(dtype_name)
+        np_dtype = {
+            "FLOAT16": np.float16,
+            "INT8": np.int8,
+            "UINT8": np.uint8,
+            "INT16": np.int16,
+            "UINT16": np.uint16,
+            "BFLOAT16": None,
+        }.get(dtype_name)
         if np_dtype is None:
             return None
         return np.frombuffer(tensor.bytes.values, dtype=np_dtype)
@@ -481,7 +492,7 @@ def _check_interface(spec: Any, module: str, dims: Dims) -> None:
         if got_names != want_names:
             problems.append(f"{side}s are {got_names}, declared {want_names}")
             continue
-        for feature, tensor in zip(features, tensors):
+        for feature, tensor in zip(features, tensors, strict=False):
             if feature.type.WhichOneof("Type") != "multiArrayType":
                 problems.append(f"{side} {feature.name} is a {feature.type.WhichOneof('Type')}, not a multi-array")
                 continue
@@ -497,7 +508,8 @@ def _check_interface(spec: Any, module: str, dims: Dims) -> None:
                 problems.append(f"{side} {feature.name} is {dtype}, declared {tensor.dtype}")
     if problems:
         raise InterfaceMismatchError(
-            module, "interface differs from core.spec: " + "; ".join(problems),
+            module,
+            "interface differs from core.spec: " + "; ".join(problems),
             "the torch module and core.spec disagree — fix the module, not the package",
         )
 
@@ -511,7 +523,8 @@ def _check_ranks(program: _Program, module: str, limits: CheckLimits) -> None:
     ]
     if offenders:
         raise RankLimitError(
-            module, f"tensor rank above Core ML's limit of {limits.max_rank}: {_listing(offenders)}",
+            module,
+            f"tensor rank above Core ML's limit of {limits.max_rank}: {_listing(offenders)}",
             "flatten the extra axes in the torch module (e.g. drop the object axis, flatten memory to rank 3)",
         )
 
@@ -527,7 +540,8 @@ def _check_forbidden(program: _Program, module: str, limits: CheckLimits) -> Non
                 offenders.append(_op_label(op) + " at computed indices")
     if offenders:
         raise ForbiddenOpError(
-            module, f"data-dependent operations in the program: {_listing(offenders)}",
+            module,
+            f"data-dependent operations in the program: {_listing(offenders)}",
             "rewrite them with static shapes (top-k values + threshold compare instead of scatter, "
             "masks instead of nonzero/gather_nd, no Python control flow on tensor values)",
         )
@@ -542,7 +556,8 @@ def _check_dynamic(program: _Program, module: str) -> None:
                 break
     if offenders:
         raise DynamicShapeError(
-            module, f"tensors whose size is only known at run time: {_listing(offenders)}",
+            module,
+            f"tensors whose size is only known at run time: {_listing(offenders)}",
             "every shape must follow from the package size; remove data-dependent shapes",
         )
 
@@ -583,7 +598,8 @@ def _check_singleton_slices(program: _Program, module: str) -> None:
                 break
     if offenders:
         raise SingletonSliceError(
-            module, f"slices along size-1 axes: {_listing(offenders)}",
+            module,
+            f"slices along size-1 axes: {_listing(offenders)}",
             "squeeze/reshape instead of indexing a singleton axis (x[:, 0] on a size-1 axis crashes "
             "Metal Performance Shaders on iOS GPUs)",
         )
@@ -634,18 +650,21 @@ def _check_constants(program: _Program, module: str, limits: CheckLimits) -> int
             uniform.append(f"{out.name} ({count:,} × {value.reshape(-1)[0]!r})")
     if giant:
         raise ConstantTensorError(
-            module, f"constants above {limits.giant_elements:,} elements that are not layer weights: {_listing(giant)}",
+            module,
+            f"constants above {limits.giant_elements:,} elements that are not layer weights: {_listing(giant)}",
             "an intermediate tensor was folded at trace time; compute it from the inputs instead",
         )
     if zeros:
         raise ConstantTensorError(
-            module, f"folded all-zeros constant tensors: {_listing(zeros)}",
+            module,
+            f"folded all-zeros constant tensors: {_listing(zeros)}",
             "a zeros tensor was baked into the program (e.g. torch.zeros_like feeding a scatter or "
             "an add); remove the operation or build the value from the inputs",
         )
     if uniform:
         raise ConstantTensorError(
-            module, f"folded uniform constant tensors: {_listing(uniform)}",
+            module,
+            f"folded uniform constant tensors: {_listing(uniform)}",
             "use a scalar that broadcasts instead of a full-size filled tensor",
         )
     return largest
@@ -673,7 +692,8 @@ def _check_precision(program: _Program, module: str, precision: str, limits: Che
             wrong.append(f"{out.name} ({dtype}, {count:,} elements)")
     if wrong:
         raise PrecisionError(
-            module, f"{precision} export stores weights as another type: {_listing(wrong)}",
+            module,
+            f"{precision} export stores weights as another type: {_listing(wrong)}",
             "convert with compute_precision FLOAT16 for fp16 and FLOAT32 for fp32",
         )
     total = sum(seen.values())

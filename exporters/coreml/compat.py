@@ -28,10 +28,11 @@ import contextlib
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
-from matanyone_engine.core.errors import ExportError
+from matanyone_engine.core.engine.errors import ExportError
 
 _PATCH_LOCK = threading.RLock()
 
@@ -48,11 +49,10 @@ def import_coremltools() -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import coremltools  # noqa: PLC0415 - optional dependency, imported on demand
+            import coremltools
     except ImportError as exc:
         raise ExportError(
-            f"coremltools is not installed ({exc}); pip install 'matanyone-engine[coreml]' "
-            "(or pip install coremltools)"
+            f"coremltools is not installed ({exc}); pip install 'matanyone-engine[coreml]' (or pip install coremltools)"
         ) from None
     finally:
         logger.setLevel(previous)

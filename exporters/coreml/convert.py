@@ -20,12 +20,13 @@ Choices, and why:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, Dims
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims
 
 from .checks import CoreMLConversionError, RankLimitError
 from .compat import coremltools_version, import_coremltools, numpy_compat_patch, quiet_conversion
@@ -72,7 +73,8 @@ def trace_module(module_name: str, module: Any, inputs: Mapping[str, np.ndarray]
             return torch.jit.trace(module, args, check_trace=False, strict=False)
     except Exception as exc:
         raise CoreMLConversionError(
-            module_name, f"torch.jit.trace failed: {type(exc).__name__}: {_first_line(exc)}",
+            module_name,
+            f"torch.jit.trace failed: {type(exc).__name__}: {_first_line(exc)}",
             "the module must be traceable (no data-dependent Python control flow)",
         ) from exc
 
@@ -119,11 +121,13 @@ def convert_module(
         if "rank <= 5" in message or "rank > 5" in message:
             # coremltools refuses rank-6 tensors itself, before any package exists to check.
             raise RankLimitError(
-                module_name, f"tensor rank above Core ML's limit of 5 ({message})",
+                module_name,
+                f"tensor rank above Core ML's limit of 5 ({message})",
                 "flatten the extra axes in the torch module (e.g. drop the object axis, flatten memory to rank 3)",
             ) from exc
         raise CoreMLConversionError(
-            module_name, f"coremltools {coremltools_version()} conversion failed: {type(exc).__name__}: {message}",
+            module_name,
+            f"coremltools {coremltools_version()} conversion failed: {type(exc).__name__}: {message}",
             "see the traceback above for the torch operation it could not convert",
         ) from exc
     _describe(mlmodel, module_name, dims, precision, target, metadata or {})
@@ -135,7 +139,9 @@ def convert_module(
     return out_path
 
 
-def _describe(mlmodel: Any, module_name: str, dims: Dims, precision: str, target: str, extra: Mapping[str, str]) -> None:
+def _describe(
+    mlmodel: Any, module_name: str, dims: Dims, precision: str, target: str, extra: Mapping[str, str]
+) -> None:
     """Human-readable descriptions (shown by Xcode) and the facts a loader needs, in the package."""
     spec = ALL_MODULE_SPECS[module_name]
     mlmodel.short_description = f"MatAnyone {module_name}: {spec.doc}"
@@ -163,4 +169,3 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = ["DEFAULT_TARGET", "PRECISIONS", "TARGETS", "convert_module", "example_inputs", "trace_module"]
-

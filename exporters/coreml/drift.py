@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, VARIANT_OF, Dims, ModuleSpec
-from matanyone_engine.core.synthetic import moving_shapes as synthetic_frames
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, VARIANT_OF, Dims, ModuleSpec
+from matanyone_engine.core.media.synthetic import moving_shapes as synthetic_frames
 
 InputSet = dict[str, np.ndarray]
 
@@ -50,8 +51,21 @@ InputSet = dict[str, np.ndarray]
 #: and rounded to half on output — what half-precision kernels do (torch's own CPU float16
 #: convolution accumulates in float32 too, but through a slow reference kernel ~5x slower).
 _ACCUMULATING_OPS = frozenset(
-    {"conv1d", "conv2d", "conv_transpose2d", "linear", "matmul", "__matmul__", "__rmatmul__", "bmm", "mm",
-     "addmm", "baddbmm", "einsum", "scaled_dot_product_attention"}
+    {
+        "conv1d",
+        "conv2d",
+        "conv_transpose2d",
+        "linear",
+        "matmul",
+        "__matmul__",
+        "__rmatmul__",
+        "bmm",
+        "mm",
+        "addmm",
+        "baddbmm",
+        "einsum",
+        "scaled_dot_product_attention",
+    }
 )
 
 
@@ -115,7 +129,7 @@ def run_torch(
         outs = (outs,)
     if out_names is None:
         out_names = tuple(f"output{i}" for i in range(len(outs)))
-    return {n: o.detach().to(torch.float32).cpu().numpy() for n, o in zip(out_names, outs)}
+    return {n: o.detach().to(torch.float32).cpu().numpy() for n, o in zip(out_names, outs, strict=False)}
 
 
 @dataclass
@@ -188,7 +202,7 @@ def measure_drift(
                 "measured in bfloat16 instead (pessimistic)"
             )
         outputs: dict[str, OutputDrift] = {}
-        for got, want in zip(halves, refs):
+        for got, want in zip(halves, refs, strict=False):
             for out_name in spec.output_names:
                 outputs.setdefault(out_name, OutputDrift()).update(got[out_name], want[out_name])
         result["modules"][name] = {
@@ -232,9 +246,7 @@ class TorchAsModule:
     half-precision world (``half``, a torch dtype) to measure the drift of the matte itself.
     """
 
-    def __init__(
-        self, name: str, module: Any, record: list[InputSet] | None = None, half: Any = None
-    ) -> None:
+    def __init__(self, name: str, module: Any, record: list[InputSet] | None = None, half: Any = None) -> None:
         self.spec = ALL_MODULE_SPECS[name]
         self._module = module
         self._half = half
@@ -266,8 +278,8 @@ def recorded_inputs(
     with partly valid memory (first call) and with full memory (last call). ``keep`` is
     "first_last" (two sets per module) or "last" (one set: the settled state; cheapest).
     """
-    from matanyone_engine.core.padding import frame_to_input, mask_to_input
-    from matanyone_engine.core.state import MattingStateMachine, MemoryConfig
+    from matanyone_engine.core.engine.padding import frame_to_input, mask_to_input
+    from matanyone_engine.core.engine.state import MattingStateMachine, MemoryConfig
 
     n = steps if steps is not None else dims.mem_frames + 2
     if frames is None or mask is None:
@@ -337,26 +349,47 @@ def golden_module_inputs(golden: Mapping[str, np.ndarray], dims: Dims) -> dict[s
     return {
         "encoder": [{"image": g("encoder.image")}],
         "mask_encoder": [
-            {"f1": g("encoder.f1"), "pix_feat": g("encoder.pix_feat"), "sensory": g("mask_encoder.sensory_in"),
-             "mask": g("mask_encoder.masks")}
+            {
+                "f1": g("encoder.f1"),
+                "pix_feat": g("encoder.pix_feat"),
+                "sensory": g("mask_encoder.sensory_in"),
+                "mask": g("mask_encoder.masks"),
+            }
         ],
         "read_first": [
-            {"pix_feat": g("first_frame_readout.pix_feat"), "last_msk_value": g("first_frame_readout.last_msk_value"),
-             "sensory": g("first_frame_readout.sensory"), "last_mask": g("first_frame_readout.last_mask"),
-             "obj_memory": g("first_frame_readout.obj_memory")}
+            {
+                "pix_feat": g("first_frame_readout.pix_feat"),
+                "last_msk_value": g("first_frame_readout.last_msk_value"),
+                "sensory": g("first_frame_readout.sensory"),
+                "last_mask": g("first_frame_readout.last_mask"),
+                "obj_memory": g("first_frame_readout.obj_memory"),
+            }
         ],
         "read": [
-            {"query_key": g("memory_read.query_key"), "query_selection": g("memory_read.selection"),
-             "pix_feat": g("memory_read.pix_feat"), "last_pix_feat": g("memory_read.last_pix_feat"),
-             "last_mask": g("memory_read.last_mask"), "last_msk_value": g("memory_read.last_msk_value"),
-             "sensory": g("memory_read.sensory"), "mem_key": padded(g("memory_read.mem_key")),
-             "mem_shrinkage": padded(g("memory_read.mem_shrinkage"), 1.0),
-             "mem_value": padded(g("memory_read.mem_value")), "mem_valid": valid,
-             "obj_memory": g("memory_read.obj_memory")}
+            {
+                "query_key": g("memory_read.query_key"),
+                "query_selection": g("memory_read.selection"),
+                "pix_feat": g("memory_read.pix_feat"),
+                "last_pix_feat": g("memory_read.last_pix_feat"),
+                "last_mask": g("memory_read.last_mask"),
+                "last_msk_value": g("memory_read.last_msk_value"),
+                "sensory": g("memory_read.sensory"),
+                "mem_key": padded(g("memory_read.mem_key")),
+                "mem_shrinkage": padded(g("memory_read.mem_shrinkage"), 1.0),
+                "mem_value": padded(g("memory_read.mem_value")),
+                "mem_valid": valid,
+                "obj_memory": g("memory_read.obj_memory"),
+            }
         ],
         "decoder": [
-            {"f8": g("decoder.f8"), "f4": g("decoder.f4"), "f2": g("decoder.f2"), "f1": g("decoder.f1"),
-             "mem_readout": g("memory_read.memory_readout"), "sensory": g("decoder.sensory_in")}
+            {
+                "f8": g("decoder.f8"),
+                "f4": g("decoder.f4"),
+                "f2": g("decoder.f2"),
+                "f1": g("decoder.f1"),
+                "mem_readout": g("memory_read.memory_readout"),
+                "sensory": g("decoder.sensory_in"),
+            }
         ],
     }
 

@@ -29,15 +29,16 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from matanyone_engine.core.errors import ExportError
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
+from matanyone_engine.core.engine.errors import ExportError
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
-from .checks import CheckLimits, DEFAULT_LIMITS, PackageReport, check_package
+from .checks import DEFAULT_LIMITS, CheckLimits, PackageReport, check_package
 from .compat import coremltools_version
 from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, example_inputs
 
@@ -49,7 +50,7 @@ DEFAULT_DIMS = Dims(432, 768, 5)
 PACKAGE_SUFFIX = ".mlpackage"
 
 if TYPE_CHECKING:
-    from matanyone_engine.core.manifest import Manifest
+    from matanyone_engine.core.artifacts.manifest import Manifest
 
 Log = Callable[[str], None]
 
@@ -98,7 +99,7 @@ class CoreMLExporter:
         dims = dims or DEFAULT_DIMS
         _check_request(precision, target)
         if out_dir is None and modules is None:
-            from matanyone_engine.core.manifest import read_manifest
+            from matanyone_engine.core.artifacts.manifest import read_manifest
 
             return read_manifest(self.ensure(weights, dims, precision, target, validate=validate, log=log))
         if out_dir is None:
@@ -145,10 +146,18 @@ class CoreMLExporter:
                 shutil.rmtree(path)
             say(f"converting {name} ({precision}, {target})")
             convert_module(
-                name, torch_modules[name], dims, path, precision=precision, target=target,
+                name,
+                torch_modules[name],
+                dims,
+                path,
+                precision=precision,
+                target=target,
                 inputs=input_sets[name][0],
-                metadata={"matanyone.weights": weights, "matanyone.weights_digest": digest,
-                          "matanyone.exporter_version": EXPORTER_VERSION},
+                metadata={
+                    "matanyone.weights": weights,
+                    "matanyone.weights_digest": digest,
+                    "matanyone.exporter_version": EXPORTER_VERSION,
+                },
             )
             reports[name] = check_package(path, name, dims, precision, limits=limits)
             say(f"  {name}: {reports[name].operations} ops, {reports[name].size_bytes / 1e6:.1f} MB, checks passed")
@@ -166,8 +175,16 @@ class CoreMLExporter:
                 validation["coreml_vs_torch"] = runtime
 
         return _write_manifest(
-            directory, weights=weights, digest=digest, dims=dims, precision=precision, target=target,
-            flops=flops, reports=reports, validation=validation, seconds=time.monotonic() - started,
+            directory,
+            weights=weights,
+            digest=digest,
+            dims=dims,
+            precision=precision,
+            target=target,
+            flops=flops,
+            reports=reports,
+            validation=validation,
+            seconds=time.monotonic() - started,
         )
 
     def ensure(
@@ -186,17 +203,26 @@ class CoreMLExporter:
         The deployment target is part of the cache key (through the exporter version string), so
         macOS14 and iOS17 sets never overwrite each other.
         """
-        from matanyone_engine.core.cache import ensure_export
+        from matanyone_engine.core.artifacts.cache import ensure_export
 
         dims = dims or DEFAULT_DIMS
         _check_request(precision, target)
 
         def export(tmp: Path, modules: Any, digest: str) -> None:
-            self.export(weights, dims, precision, target, tmp, validate, modules=modules, weights_digest=digest, log=log)
+            self.export(
+                weights, dims, precision, target, tmp, validate, modules=modules, weights_digest=digest, log=log
+            )
 
         return ensure_export(
-            "coreml", weights, dims, precision, lambda: _network_modules(weights, dims), export,
-            exporter_version=cache_version(target), root=root, log=log,
+            "coreml",
+            weights,
+            dims,
+            precision,
+            lambda: _network_modules(weights, dims),
+            export,
+            exporter_version=cache_version(target),
+            root=root,
+            log=log,
         )
 
 
@@ -237,7 +263,7 @@ def _network_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
 
 def _modules_digest(modules: Mapping[str, Any]) -> str:
     """sha256 over every module's parameters and buffers (for modules not built from a reference)."""
-    from matanyone_engine.core.weights import weights_digest
+    from matanyone_engine.core.artifacts.weights import weights_digest
 
     state: dict[str, np.ndarray] = {}
     for name in sorted(modules):
@@ -280,7 +306,7 @@ def _write_manifest(
     seconds: float,
 ) -> Manifest:
     """The one place that builds the manifest (core/manifest.py's format-neutral layout)."""
-    from matanyone_engine.core.manifest import new_manifest, write_manifest
+    from matanyone_engine.core.artifacts.manifest import new_manifest, write_manifest
 
     sizes = {name: r.size_bytes for name, r in reports.items()}
     manifest = new_manifest(
@@ -346,7 +372,7 @@ def _runtime_validation(
     """
     if not runtime_available():
         return None
-    from matanyone_engine.core.manifest import Tolerance, check_module_outputs, summarize_checks
+    from matanyone_engine.core.artifacts.manifest import Tolerance, check_module_outputs, summarize_checks
 
     from .compat import import_coremltools
 
@@ -363,11 +389,13 @@ def _runtime_validation(
             else:
                 measured = drift.get(name, {}).get("outputs", {}).get(out, {})
                 tolerances[out] = Tolerance(
-                    atol=4 * float(measured.get("max_abs", 0.05)) + 1e-3, rtol=0.0,
-                    mean_atol=4 * float(measured.get("mean_abs", 0.01)) + 1e-4, outlier_fraction=1e-3,
+                    atol=4 * float(measured.get("max_abs", 0.05)) + 1e-3,
+                    rtol=0.0,
+                    mean_atol=4 * float(measured.get("mean_abs", 0.01)) + 1e-4,
+                    outlier_fraction=1e-3,
                 )
         per_set = []
-        for inputs, want in zip(input_sets[name], references[name]):
+        for inputs, want in zip(input_sets[name], references[name], strict=False):
             raw = model.predict({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()})
             got = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in raw.items()}
             per_set.append(check_module_outputs(name, got, want, tolerances))

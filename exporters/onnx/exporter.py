@@ -21,16 +21,18 @@ import os
 import platform
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.errors import ExportError
-from matanyone_engine.core.manifest import Manifest, new_manifest, read_manifest, write_manifest
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, STRIDE, Dims
-from matanyone_engine.core.weights import weights_digest
+from matanyone_engine.core.artifacts.manifest import Manifest, new_manifest, read_manifest, write_manifest
+from matanyone_engine.core.artifacts.weights import weights_digest
+from matanyone_engine.core.engine.errors import ExportError
+from matanyone_engine.core.engine.files import atomic_write
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, STRIDE, Dims
 
 from .inputs import InputSet, capture_inputs
 
@@ -54,7 +56,7 @@ Log = Callable[[str], None]
 def padded_size(height: int, width: int) -> tuple[int, int]:
     """The module size for a frame size: each side rounded up to a multiple of 16."""
     try:
-        from matanyone_engine.core.padding import padded_size as core_padded_size  # type: ignore[import-not-found]
+        from matanyone_engine.core.engine.padding import padded_size as core_padded_size  # type: ignore[import-not-found]
 
         return tuple(core_padded_size(height, width))  # type: ignore[return-value]
     except ImportError:
@@ -98,12 +100,22 @@ class OnnxExporter:
         d = as_dims(dims)
         if out_dir is None:
             return read_manifest(
-                self.ensure(weights, d, precision, opset=opset, validate=validate, log=log, torch_exporter=torch_exporter)
+                self.ensure(
+                    weights, d, precision, opset=opset, validate=validate, log=log, torch_exporter=torch_exporter
+                )
             )
         modules, digest = resolve_torch_modules(weights, d)
         return export_torch_modules(
-            modules, d, out_dir, weights=weights, weights_digest=digest, precision=precision,
-            opset=opset, validate=validate, log=log, torch_exporter=torch_exporter,
+            modules,
+            d,
+            out_dir,
+            weights=weights,
+            weights_digest=digest,
+            precision=precision,
+            opset=opset,
+            validate=validate,
+            log=log,
+            torch_exporter=torch_exporter,
         )
 
     def ensure(
@@ -118,20 +130,36 @@ class OnnxExporter:
         torch_exporter: str = DEFAULT_TORCH_EXPORTER,
     ) -> Path:
         """The cached artifact directory for the request, exporting it first if needed."""
-        from matanyone_engine.core.cache import ensure_export
+        from matanyone_engine.core.artifacts.cache import ensure_export
 
         _check_precision(precision)
         _check_torch_exporter(torch_exporter)
 
         def export(tmp: Path, modules: dict[str, Any], digest: str) -> None:
             export_torch_modules(
-                modules, dims, tmp, weights=weights, weights_digest=digest,
-                precision=precision, opset=opset, validate=validate, log=log, torch_exporter=torch_exporter,
+                modules,
+                dims,
+                tmp,
+                weights=weights,
+                weights_digest=digest,
+                precision=precision,
+                opset=opset,
+                validate=validate,
+                log=log,
+                torch_exporter=torch_exporter,
             )
 
         return ensure_export(
-            "onnx", weights, dims, precision, lambda: resolve_torch_modules(weights, dims), export,
-            exporter_version=cache_version(torch_exporter), opset=opset, root=root, log=log,
+            "onnx",
+            weights,
+            dims,
+            precision,
+            lambda: resolve_torch_modules(weights, dims),
+            export,
+            exporter_version=cache_version(torch_exporter),
+            opset=opset,
+            root=root,
+            log=log,
         )
 
 
@@ -140,7 +168,7 @@ def resolve_torch_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str
     if weights.startswith(STANDIN_PREFIX):
         from .standin import build_standin_modules
 
-        seed = weights[len(STANDIN_PREFIX):]
+        seed = weights[len(STANDIN_PREFIX) :]
         modules = build_standin_modules(dims, seed=int(seed[1:]) if seed[1:].isdigit() else 0)
         state: dict[str, np.ndarray] = {}
         for name in sorted(modules):
@@ -205,8 +233,15 @@ def export_torch_modules(
             log(f"exporting {name} ({precision}, opset {opset})")
         flops[name] = _count_flops(module, args)
         used, model_opset = export_module(
-            module, name, args, out / files[name], dims, precision=precision, opset=opset,
-            weights_digest=weights_digest, torch_exporter=torch_exporter,
+            module,
+            name,
+            args,
+            out / files[name],
+            dims,
+            precision=precision,
+            opset=opset,
+            weights_digest=weights_digest,
+            torch_exporter=torch_exporter,
         )
         exporters_used[name] = used
         opsets.add(model_opset)
@@ -240,7 +275,11 @@ def export_torch_modules(
             "torch_onnx_exporter": exporters_used,
             "io_dtype": "float32",
             "file_bytes": {n: (out / f).stat().st_size for n, f in files.items()},
-            **({"fp16": {"io_dtype": "float32", "converter": "matanyone_engine.exporters.onnx.fp16"}} if precision == "fp16" else {}),
+            **(
+                {"fp16": {"io_dtype": "float32", "converter": "matanyone_engine.exporters.onnx.fp16"}}
+                if precision == "fp16"
+                else {}
+            ),
         },
     )
     write_manifest(out, manifest)
@@ -313,7 +352,7 @@ def _torch_export(module: Any, args: tuple[Any, ...], name: str, path: Path, ops
     import torch
 
     spec = ALL_MODULE_SPECS[name]
-    common = dict(input_names=list(spec.input_names), output_names=list(spec.output_names), opset_version=opset)
+    common = {"input_names": list(spec.input_names), "output_names": list(spec.output_names), "opset_version": opset}
     errors: list[str] = []
     order = (True, False) if first == "dynamo" else (False, True)
     for dynamo in order:
@@ -322,13 +361,19 @@ def _torch_export(module: Any, args: tuple[Any, ...], name: str, path: Path, ops
                 warnings.simplefilter("ignore")
                 if dynamo:
                     torch.onnx.export(
-                        module, args, str(path), dynamo=True, external_data=False, optimize=True,
-                        verbose=False, **common,
+                        module,
+                        args,
+                        str(path),
+                        dynamo=True,
+                        external_data=False,
+                        optimize=True,
+                        verbose=False,
+                        **common,
                     )
                 else:
                     torch.onnx.export(module, args, str(path), dynamo=False, do_constant_folding=True, **common)
             return "dynamo" if dynamo else "torchscript"
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
+        except Exception as exc:
             errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc)[:400]}")
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -347,7 +392,7 @@ def _quiet():
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=False):
             lg.setLevel(level)
 
 
@@ -373,9 +418,7 @@ def _finish_model(path: Path, name: str, dims: Dims, precision: str, digest: str
         entry.key, entry.value = key, value
     model.doc_string = ALL_MODULE_SPECS[name].doc
     onnx.checker.check_model(model)
-    tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: onnx.save(model, str(tmp)))
     return model
 
 
@@ -393,7 +436,7 @@ def _check_interface(model: Any, name: str, dims: Dims) -> None:
         want = [t.name for t in declared]
         if got != want:
             raise ExportError(f"exported {name} has {kind} {got}, core.spec declares {want}")
-        for t, v in zip(declared, actual):
+        for t, v in zip(declared, actual, strict=False):
             tt = v.type.tensor_type
             shape = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tt.shape.dim)
             if tt.elem_type != TensorProto.FLOAT:
@@ -408,7 +451,7 @@ def _to_fp16(model: Any, name: str) -> Any:
 
     try:
         return convert_to_fp16(model)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(f"fp16 conversion of {name} failed: {exc}") from exc
 
 

@@ -76,15 +76,18 @@ def convert_to_fp16(model: Any) -> Any:
                 if attr.name in ("value_float", "value_floats"):
                     values = np.array(attr.f if attr.name == "value_float" else list(attr.floats), np.float32)
                     node.attribute.remove(attr)
-                    node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(to_fp16_array(values))))
+                    node.attribute.append(
+                        helper.make_attribute("value", numpy_helper.from_array(to_fp16_array(values)))
+                    )
         for attr in node.attribute:
             if attr.type == AttributeProto.TENSOR:
                 _tensor_to_fp16(attr.t)
         for index, name in enumerate(node.input):
             if name and (node.op_type, index) in FLOAT32_SLOTS:
                 cast_out = f"{name}__fp32_for_{node.name or node.op_type}_{index}"
-                new_nodes.append(helper.make_node("Cast", [name], [cast_out], to=TensorProto.FLOAT,
-                                                  name=f"{cast_out}_cast"))
+                new_nodes.append(
+                    helper.make_node("Cast", [name], [cast_out], to=TensorProto.FLOAT, name=f"{cast_out}_cast")
+                )
                 node.input[index] = cast_out
         new_nodes.append(node)
 
@@ -95,16 +98,18 @@ def convert_to_fp16(model: Any) -> Any:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             inner = f"{value.name}__fp16"
             renamed_inputs[value.name] = inner
-            head.append(helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT16,
-                                         name=f"{value.name}_to_fp16"))
+            head.append(
+                helper.make_node("Cast", [value.name], [inner], to=TensorProto.FLOAT16, name=f"{value.name}_to_fp16")
+            )
     renamed_outputs: dict[str, str] = {}
     tail: list[Any] = []
     for value in graph.output:
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             inner = f"{value.name}__fp16"
             renamed_outputs[value.name] = inner
-            tail.append(helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT,
-                                         name=f"{value.name}_to_fp32"))
+            tail.append(
+                helper.make_node("Cast", [inner], [value.name], to=TensorProto.FLOAT, name=f"{value.name}_to_fp32")
+            )
     for node in new_nodes:
         for i, name in enumerate(node.input):
             if name in renamed_inputs:

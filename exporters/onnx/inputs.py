@@ -13,12 +13,13 @@ numpy at import time; torch only inside the functions that run torch modules.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, ModuleSpec
-from matanyone_engine.core.synthetic import moving_shapes as synthetic_clip
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, ModuleSpec
+from matanyone_engine.core.media.synthetic import moving_shapes as synthetic_clip
 
 InputSet = dict[str, np.ndarray]
 
@@ -38,7 +39,9 @@ def synthetic_inputs(dims: Dims, seed: int = 0) -> dict[str, InputSet]:
             return rng.uniform(0.0, 1.0, shape).astype(np.float32)
         if name in ("mask", "last_mask"):
             yy, xx = np.mgrid[0 : shape[-2], 0 : shape[-1]]
-            blob = np.exp(-(((yy - shape[-2] / 2) / (shape[-2] / 4)) ** 2 + ((xx - shape[-1] / 2) / (shape[-1] / 4)) ** 2))
+            blob = np.exp(
+                -(((yy - shape[-2] / 2) / (shape[-2] / 4)) ** 2 + ((xx - shape[-1] / 2) / (shape[-1] / 4)) ** 2)
+            )
             return np.clip(blob * 1.5 - 0.2, 0.0, 1.0).reshape(shape).astype(np.float32)
         if name in ("shrinkage", "mem_shrinkage"):
             return (1.0 + rng.uniform(0.0, 3.0, shape) ** 2).astype(np.float32)
@@ -84,7 +87,7 @@ class TorchNumpyModule:
             outs = self._module(*args)
         if not isinstance(outs, (tuple, list)):
             outs = (outs,)
-        return {n: o.detach().float().cpu().numpy() for n, o in zip(self.spec.output_names, outs)}
+        return {n: o.detach().float().cpu().numpy() for n, o in zip(self.spec.output_names, outs, strict=False)}
 
 
 class _Recorder:
@@ -111,16 +114,16 @@ def capture_inputs(
     names = [n for n in ALL_MODULE_SPECS if n in torch_modules]
     wrapped = {n: TorchNumpyModule(ALL_MODULE_SPECS[n], torch_modules[n]) for n in names}
     try:
-        from matanyone_engine.core import state as _state  # the engine's state machine
+        from matanyone_engine.core.engine.driver import matte_frames as _matte_frames
 
-        matte_frames: Callable[..., Any] | None = getattr(_state, "matte_frames", None)
+        matte_frames: Callable[..., Any] | None = _matte_frames
     except Exception:
         matte_frames = None
     if matte_frames is not None:
         try:
             sets = _capture_with_state_machine(matte_frames, wrapped, dims, seed, frames)
             if all(sets.get(n) for n in names):
-                return sets, "state machine (core.state.matte_frames, warm-up 1) on a synthetic clip"
+                return sets, "state machine (core.engine.driver.matte_frames, warm-up 1) on a synthetic clip"
         except Exception:  # an incompatible state machine must not block exports; the chain still works
             pass
     sets = _capture_with_chain(wrapped, dims, seed)
@@ -175,11 +178,22 @@ def _capture_with_chain(wrapped: Mapping[str, Any], dims: Dims, seed: int) -> di
     me = call("mask_encoder", f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=mask)
     sensory, obj_memory = me["new_sensory"], me["obj_summary"]
     readout = call(
-        "read_first", pix_feat=enc[0]["pix_feat"], last_msk_value=me["mask_value"], sensory=sensory,
-        last_mask=mask, obj_memory=obj_memory,
+        "read_first",
+        pix_feat=enc[0]["pix_feat"],
+        last_msk_value=me["mask_value"],
+        sensory=sensory,
+        last_mask=mask,
+        obj_memory=obj_memory,
     )["mem_readout"]
-    dec = call("decoder", f8=enc[0]["f8"], f4=enc[0]["f4"], f2=enc[0]["f2"], f1=enc[0]["f1"],
-               mem_readout=readout, sensory=sensory)
+    dec = call(
+        "decoder",
+        f8=enc[0]["f8"],
+        f4=enc[0]["f4"],
+        f2=enc[0]["f2"],
+        f1=enc[0]["f1"],
+        mem_readout=readout,
+        sensory=sensory,
+    )
     sensory = dec["new_sensory"]
     alpha = np.clip(dec["logits"], 0.0, 1.0)
     me = wrapped["mask_encoder"](f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=alpha)
@@ -202,10 +216,19 @@ def _capture_with_chain(wrapped: Mapping[str, Any], dims: Dims, seed: int) -> di
     for i in range(1, n):
         e = wrapped["encoder"](image=images[i])
         r = call(
-            "read", query_key=e["key"], query_selection=e["selection"], pix_feat=e["pix_feat"],
-            last_pix_feat=enc[-1]["pix_feat"], last_mask=last_mask, last_msk_value=last_value, sensory=sensory,
-            mem_key=mem_key.copy(), mem_shrinkage=mem_shrinkage.copy(), mem_value=mem_value.copy(),
-            mem_valid=mem_valid.copy(), obj_memory=obj_memory,
+            "read",
+            query_key=e["key"],
+            query_selection=e["selection"],
+            pix_feat=e["pix_feat"],
+            last_pix_feat=enc[-1]["pix_feat"],
+            last_mask=last_mask,
+            last_msk_value=last_value,
+            sensory=sensory,
+            mem_key=mem_key.copy(),
+            mem_shrinkage=mem_shrinkage.copy(),
+            mem_value=mem_value.copy(),
+            mem_valid=mem_valid.copy(),
+            obj_memory=obj_memory,
         )["mem_readout"]
         d = wrapped["decoder"](f8=e["f8"], f4=e["f4"], f2=e["f2"], f1=e["f1"], mem_readout=r, sensory=sensory)
         alpha = np.clip(d["logits"], 0.0, 1.0)
@@ -216,10 +239,19 @@ def _capture_with_chain(wrapped: Mapping[str, Any], dims: Dims, seed: int) -> di
         if i < T:
             store(i, e, last_value)
         if i == n - 1:
-            sets["decoder"].append({"f8": e["f8"], "f4": e["f4"], "f2": e["f2"], "f1": e["f1"],
-                                    "mem_readout": r, "sensory": d["new_sensory"]})
-            sets["mask_encoder"].append({"f1": e["f1"], "pix_feat": e["pix_feat"], "sensory": d["new_sensory"],
-                                         "mask": alpha})
+            sets["decoder"].append(
+                {
+                    "f8": e["f8"],
+                    "f4": e["f4"],
+                    "f2": e["f2"],
+                    "f1": e["f1"],
+                    "mem_readout": r,
+                    "sensory": d["new_sensory"],
+                }
+            )
+            sets["mask_encoder"].append(
+                {"f1": e["f1"], "pix_feat": e["pix_feat"], "sensory": d["new_sensory"], "mask": alpha}
+            )
             sets["encoder"].append({"image": images[i]})
     sets["read"] = _pick(sets["read"])
     return sets

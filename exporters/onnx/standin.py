@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matanyone_engine.core.spec import (
+from matanyone_engine.core.engine.spec import (
     EMBED_DIM,
     KEY_DIM,
     MASKED_SIMILARITY,
@@ -103,15 +103,28 @@ class _Read(nn.Module):
         self.first = _ReadFirst()
         self.unc = nn.Conv2d(2 * PIXEL_DIM + 1, 1, 1)
 
-    def forward(self, query_key, query_selection, pix_feat, last_pix_feat, last_mask, last_msk_value,
-                sensory, mem_key, mem_shrinkage, mem_value, mem_valid, obj_memory):
+    def forward(
+        self,
+        query_key,
+        query_selection,
+        pix_feat,
+        last_pix_feat,
+        last_mask,
+        last_msk_value,
+        sensory,
+        mem_key,
+        mem_shrinkage,
+        mem_value,
+        mem_valid,
+        obj_memory,
+    ):
         b, c, h, w = query_key.shape
         qk = query_key.flatten(2)  # 1, Ck, hw
         qe = query_selection.flatten(2)
-        a_sq = (mem_key.pow(2).transpose(1, 2) @ qe)  # 1, N, hw
+        a_sq = mem_key.pow(2).transpose(1, 2) @ qe  # 1, N, hw
         two_ab = 2 * (mem_key.transpose(1, 2) @ (qk * qe))
         b_sq = (qe * qk.pow(2)).sum(1, keepdim=True)
-        sim = (-a_sq + two_ab - b_sq) * mem_shrinkage.transpose(1, 2) / (c ** 0.5)
+        sim = (-a_sq + two_ab - b_sq) * mem_shrinkage.transpose(1, 2) / (c**0.5)
         valid = mem_valid.unsqueeze(-1)
         sim = sim * valid + (1 - valid) * MASKED_SIMILARITY
         k = min(TOP_K, sim.shape[1])

@@ -21,19 +21,20 @@ ResNet depth; measured max <= 1.1e-3·s, mean <= 2e-4·s (mem_readout), so the b
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from matanyone_engine.core.manifest import (
+from matanyone_engine.core.artifacts.manifest import (
     OutputCheck,
     Tolerance,
     ValidationError,
     check_module_outputs,
     summarize_checks,
 )
-from matanyone_engine.core.spec import ALL_MODULE_SPECS
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS
 
 from .inputs import InputSet, TorchNumpyModule
 
@@ -56,9 +57,7 @@ def tolerances_for(module: str, precision: str) -> dict[str, Tolerance]:
     """The tolerance of every output of ``module`` at ``precision``."""
     table = TOLERANCES[precision]
     default = FP32_DEFAULT if precision == "fp32" else FP16_DEFAULT
-    return {
-        out: table.get(f"{module}.{out}", table.get(out, default)) for out in ALL_MODULE_SPECS[module].output_names
-    }
+    return {out: table.get(f"{module}.{out}", table.get(out, default)) for out in ALL_MODULE_SPECS[module].output_names}
 
 
 def cpu_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
@@ -77,7 +76,7 @@ def run_session(session: Any, module: str, inputs: Mapping[str, np.ndarray]) -> 
     spec = ALL_MODULE_SPECS[module]
     feeds = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in spec.input_names}
     outs = session.run(list(spec.output_names), feeds)
-    return dict(zip(spec.output_names, outs))
+    return dict(zip(spec.output_names, outs, strict=False))
 
 
 def validate_onnx_modules(
@@ -112,4 +111,3 @@ def validate_onnx_modules(
             checks.append(check_module_outputs(name, got, want, tol))
         report[name] = {"input_sets": len(sets), "outputs": summarize_checks(checks), "passed": True}
     return report
-

@@ -12,18 +12,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from matanyone_engine.core import plugins
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
-from matanyone_engine.core.spec import Dims
-from matanyone_engine.core.state import matte_frames
+from matanyone_engine.core.engine.driver import matte_frames
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.spec import Dims
 
 #: ../shared beside the main checkout: tests -> matanyone-openvino -> examples -> main -> its parent.
 SHARED = Path(__file__).resolve().parents[4] / "shared"
@@ -221,11 +222,26 @@ def test_cli_run_with_openvino(small_modules, tmp_path: Path):
         Image.fromarray(frame).save(folder / f"{i:05d}.png")
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out"
-    result = _cli("run", str(folder), "--mask", str(tmp_path / "mask.png"), "-o", str(out),
-                  "--backend", "openvino-cpu", "--weights", WEIGHTS, "--warmup", "2", "--quiet")
+    result = _cli(
+        "run",
+        str(folder),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "-o",
+        str(out),
+        "--backend",
+        "openvino-cpu",
+        "--weights",
+        WEIGHTS,
+        "--warmup",
+        "2",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     written = sorted(out.rglob("*.png"))
     assert len(written) == 6, written
     alpha = np.stack([np.asarray(Image.open(p), dtype=np.float64) / 65535.0 for p in written])
-    reference = np.stack([f.alpha for f in matte(folder, tmp_path / "mask.png", weights=WEIGHTS, backend="torch", warmup=2)])
+    reference = np.stack(
+        [f.alpha for f in matte(folder, tmp_path / "mask.png", weights=WEIGHTS, backend="torch", warmup=2)]
+    )
     assert np.abs(alpha - reference).max() <= 2e-3

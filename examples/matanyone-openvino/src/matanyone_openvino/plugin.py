@@ -16,19 +16,20 @@ explicitly and is refused, with the reason, on CPUs that cannot do it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from matanyone_engine.core import hookimpl
-from matanyone_engine.core import spec as core_spec
-from matanyone_engine.core.errors import BackendError
-from matanyone_engine.core.manifest import check_manifest, read_manifest
-from matanyone_engine.core.protocol import BackendUnavailable, LoadRequest
-from matanyone_engine.core.spec import MODULE_NAMES, Dims, ModuleSpec
+from matanyone_engine.core.artifacts.manifest import check_manifest, read_manifest
+from matanyone_engine.core.engine import spec as core_spec
+from matanyone_engine.core.engine.errors import BackendError
+from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims, ModuleSpec
 
 #: LoadRequest.precision -> OpenVINO element type name for INFERENCE_PRECISION_HINT.
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
@@ -70,7 +71,7 @@ class OpenVinoModule:
             raise BackendError(f"openvino module {self.spec.name} called without {', '.join(missing)}")
         feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.spec.input_names}
         results = self._request.infer(feed, share_inputs=True)
-        return {name: results[port] for name, port in zip(self.spec.output_names, self._outputs)}
+        return {name: results[port] for name, port in zip(self.spec.output_names, self._outputs, strict=False)}
 
 
 def _check_interface(compiled: Any, spec: ModuleSpec, dims: Dims, path: Path) -> None:
@@ -103,8 +104,12 @@ def onnx_artifacts(request: LoadRequest) -> Path:
     if given:
         directory = Path(given).expanduser()
         check_manifest(
-            read_manifest(directory), format="onnx", dims=request.dims, precision="fp32",
-            weights=request.weights, directory=directory,
+            read_manifest(directory),
+            format="onnx",
+            dims=request.dims,
+            precision="fp32",
+            weights=request.weights,
+            directory=directory,
         )
         return directory
     try:
@@ -153,7 +158,8 @@ class OpenVinoBackend:
         """OpenVINO properties for ``request``; refuses precisions this device cannot run."""
         if request.precision not in PRECISIONS:
             raise BackendUnavailable(
-                f"backend {self.name} does not offer precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+                f"backend {self.name} does not offer precision {request.precision!r}; use one "
+                f"of {', '.join(PRECISIONS)}"
             )
         if request.precision == "bf16":
             if self.device != "CPU":
@@ -161,7 +167,8 @@ class OpenVinoBackend:
             capabilities = list(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
             if "BF16" not in capabilities:
                 raise BackendUnavailable(
-                    f"backend {self.name}: this CPU has no bfloat16 support (OpenVINO reports {', '.join(capabilities)}); "
+                    f"backend {self.name}: this CPU has no bfloat16 support (OpenVINO reports "
+                    f"{', '.join(capabilities)}); "
                     "use --precision fp32"
                 )
         config: dict[str, Any] = {

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from ..engine.errors import InputError
 
 #: Relative difference in aspect ratio still treated as "the same frame, other resolution".
 ASPECT_TOLERANCE = 0.01
@@ -31,9 +31,7 @@ def load_mask(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.array(image.convert("L"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(
-            f"mask {path} is not an image ({exc}): pass a PNG/JPG with white foreground"
-        ) from exc
+        raise InputError(f"mask {path} is not an image ({exc}): pass a PNG/JPG with white foreground") from exc
 
 
 def _ellipse(size: int) -> np.ndarray:
@@ -81,9 +79,7 @@ def _same_aspect(mask_h: int, mask_w: int, frame_h: int, frame_w: int) -> bool:
     return abs((mask_w / mask_h) / (frame_w / frame_h) - 1.0) <= ASPECT_TOLERANCE
 
 
-def fit_mask_to_frame(
-    mask: np.ndarray, frame_h: int, frame_w: int
-) -> tuple[np.ndarray, str | None]:
+def fit_mask_to_frame(mask: np.ndarray, frame_h: int, frame_w: int) -> tuple[np.ndarray, str | None]:
     """Accept a mask drawn at another resolution of the same frame (e.g. 1080 vs a 1088-high
     decode), but refuse one of a different shape, which would be a mask of some other image."""
     mask_h, mask_w = mask.shape[:2]
@@ -114,6 +110,4 @@ def check_mask(mask: np.ndarray) -> None:
             "and lower --erode if the target is small"
         )
     if np.all(mask):
-        raise InputError(
-            "mask covers the whole frame (no black background): paint only the target white"
-        )
+        raise InputError("mask covers the whole frame (no black background): paint only the target white")

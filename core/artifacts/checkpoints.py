@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .errors import WeightsError
+from ..engine.errors import WeightsError
 
 HF_REPO = "PeiqingYang/MatAnyone"
 HF_FILE = "model.safetensors"

@@ -8,17 +8,17 @@ InputError, never as a raw PyAV exception, so the CLI can print it and exit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from ..engine.errors import InputError
 
 #: Extensions of frame files inside an input folder; anything else in the folder is ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -187,8 +187,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise InputError(f"cannot read {path}: permission denied; check its permissions") from exc
     except av.FFmpegError as exc:
         raise InputError(
-            f"cannot decode {path.name} (it is not a video PyAV can read: {_reason(exc)}): "
-            f"{_reencode_hint(path)}"
+            f"cannot decode {path.name} (it is not a video PyAV can read: {_reason(exc)}): {_reencode_hint(path)}"
         ) from exc
 
 

@@ -7,12 +7,14 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any
 
 import typer
 
-from . import plugins
-from .errors import MatanyoneError
+from .. import plugins
+from ..app.options import parse_size
+from ..bench.command import bench
+from ..engine.errors import MatanyoneError
 
 app = typer.Typer(
     add_completion=False,
@@ -30,83 +32,115 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
-    mask: Optional[Path] = typer.Option(
+    mask: Path | None = typer.Option(
         None, "--mask", "-m", help="First-frame mask (white = foreground); or use --mask-box / --mask-provider."
     ),
-    mask_box: Optional[str] = typer.Option(
+    mask_box: str | None = typer.Option(
         None, "--mask-box", help="First-frame box x,y,w,h in pixels; the mask is cut out by GrabCut."
     ),
-    mask_provider: Optional[str] = typer.Option(
-        None, "--mask-provider", help="First-frame mask source: file, box, vision or a plugin's (see `matanyone plugins`)."
+    mask_provider: str | None = typer.Option(
+        None,
+        "--mask-provider",
+        help="First-frame mask source: file, box, vision or a plugin's (see `matanyone plugins`).",
     ),
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Output folder."),
     backend: str = typer.Option(
-        "auto", "--backend", "-b",
-        help="Backend name (see `matanyone backends`); auto = the measured placement profile, else the fastest available.",
+        "auto",
+        "--backend",
+        "-b",
+        help="Backend name (see `matanyone backends`); auto = the measured placement profile, "
+        "else the fastest available.",
     ),
     weights: str = typer.Option(
-        "official", "--weights", "-w",
-        help="official (cached, downloaded on first use), a .pth/.safetensors path, or seeded:v1-pm (random test weights).",
+        "official",
+        "--weights",
+        "-w",
+        help="official (cached, downloaded on first use), a .pth/.safetensors path, or "
+        "seeded:v1-pm (random test weights).",
     ),
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
     dilate: int = typer.Option(10, help="Mask dilation kernel size; 0 disables."),
     max_size: int = typer.Option(-1, "--max-size", help="Cap the shorter side (downscale); -1 keeps the size."),
     start: int = typer.Option(0, help="First input frame to process."),
-    frames: Optional[int] = typer.Option(None, help="Number of frames to process."),
-    outputs: List[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
+    frames: int | None = typer.Option(None, help="Number of frames to process."),
+    outputs: list[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
     alpha_format: str = typer.Option("png16", "--alpha-format", help="png16, png8 or video."),
     background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
     video_format: str = typer.Option("prores", "--video-format", help="Transparent video: prores or webm."),
     precision: str = typer.Option(
-        "fp32", help="fp32 | bf16 (torch: the official demo's CPU autocast) | fp16 | fast (each backend's quickest "
+        "fp32",
+        help="fp32 | bf16 (torch: the official demo's CPU autocast) | fp16 | fast (each backend's quickest "
         "precision within the official demo's accuracy; the choice is printed).",
     ),
-    placement: Optional[str] = typer.Option(None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for the backend."),
-    pipeline: Optional[bool] = typer.Option(
-        None, "--pipeline/--no-pipeline",
-        help="Run the next frame's image encoder during the current frame (default: only when the encoder is on a GPU/ANE).",
+    placement: str | None = typer.Option(
+        None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."
+    ),
+    threads: int | None = typer.Option(None, help="CPU threads for the backend."),
+    pipeline: bool | None = typer.Option(
+        None,
+        "--pipeline/--no-pipeline",
+        help="Run the next frame's image encoder during the current frame (default: only when "
+        "the encoder is on a GPU/ANE).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Matte INPUT, writing one alpha frame per input frame under OUTPUT/<input name>/."""
-    from .api import convert_video
+    matte_clip(
+        input,
+        output,
+        mask=mask,
+        mask_box=mask_box,
+        mask_provider=mask_provider,
+        quiet=quiet,
+        outputs=[o.strip() for item in outputs for o in item.split(",") if o.strip()],
+        alpha_format=alpha_format,
+        background=background,
+        video_format=video_format,
+        weights=weights,
+        backend=backend,
+        warmup=warmup,
+        erode=erode,
+        dilate=dilate,
+        max_size=max_size,
+        start=start,
+        frames=frames,
+        precision=precision,
+        placement=placement,
+        threads=threads,
+        pipeline=pipeline,
+    )
 
-    expanded = [o.strip() for item in outputs for o in item.split(",") if o.strip()]
+
+def matte_clip(
+    input: Path,
+    output: Path,
+    *,
+    mask: Path | None,
+    mask_box: str | None,
+    mask_provider: str | None,
+    quiet: bool,
+    **options: Any,
+) -> None:
+    """What ``run`` does with its parsed options; ``demo`` calls it too, with plain values.
+
+    Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
+    default rather than a typer ``OptionInfo`` object."""
+    from ..app.api import convert_video
+    from ..app.loading import precision_plan
+    from ..media.mask_providers import first_frame_mask
+
     started = time.perf_counter()
     progress_cb, finish = _progress(quiet)
     try:
-        from .mask_providers import first_frame_mask
-
-        first_mask = first_frame_mask(input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=start)
-        if precision == "fast" and not quiet:
-            from .api import precision_plan
-
-            for name, (chosen, why) in precision_plan(backend, precision, placement).items():
-                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
-        written = convert_video(
-            input,
-            first_mask,
-            output,
-            outputs=expanded,
-            alpha_format=alpha_format,
-            background=background,
-            video_format=video_format,
-            progress=progress_cb,
-            weights=weights,
-            backend=backend,
-            warmup=warmup,
-            erode=erode,
-            dilate=dilate,
-            max_size=max_size,
-            start=start,
-            frames=frames,
-            precision=precision,
-            placement=placement,
-            threads=threads,
-            pipeline=pipeline,
+        first_mask = first_frame_mask(
+            input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
         )
+        if options.get("precision") == "fast" and not quiet:
+            plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
+            for name, (chosen, why) in plan.items():
+                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+        written = convert_video(input, first_mask, output, progress=progress_cb, **options)
     except MatanyoneError as exc:
         finish()
         _fail(str(exc), exc.exit_code)
@@ -118,7 +152,10 @@ def run(
         elapsed = time.perf_counter() - started
         fps = count / elapsed if elapsed > 0 else 0.0
         names = ", ".join(str(p) for p in written)
-        typer.echo(f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {backend}: {names}", err=True)
+        typer.echo(
+            f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
+            err=True,
+        )
 
 
 def _progress(quiet: bool):
@@ -133,12 +170,20 @@ def _progress(quiet: bool):
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             bar = Progress(
-                TextColumn("matting"), BarColumn(), TextColumn("{task.completed} frames"),
-                TextColumn("{task.fields[fps]:.2f} fps"), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("matting"),
+                BarColumn(),
+                TextColumn("{task.completed} frames"),
+                TextColumn("{task.fields[fps]:.2f} fps"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 transient=True,
             )
             bar.start()
-            state["bar"], state["task"], state["t0"] = bar, bar.add_task("matting", total=None, fps=0.0), time.perf_counter()
+            state["bar"], state["task"], state["t0"] = (
+                bar,
+                bar.add_task("matting", total=None, fps=0.0),
+                time.perf_counter(),
+            )
         elapsed = time.perf_counter() - state["t0"]
         state["bar"].update(state["task"], completed=index + 1, fps=(index + 1) / max(elapsed, 1e-9))
 
@@ -161,20 +206,27 @@ def demo(
 
     The weights are random, so the mattes show the pipeline working, not the model's quality.
     """
-    from .demo import find_sample, synthetic_clip
+    from ..app.samples import find_sample_clip, write_generated_clip
 
-    found = find_sample()
+    found = find_sample_clip()
     if found is None:
-        clip, mask = synthetic_clip(output / "demo_input")
+        clip, mask = write_generated_clip(output / "demo_input")
         typer.echo(f"../shared/data not found: generated {clip}", err=True)
     else:
         clip, mask = found
     typer.echo(f"demo: {clip} with seeded:v1-pm weights (random: output shows the pipeline, not quality)", err=True)
-    run(
-        input=clip, mask=mask, mask_box=None, mask_provider=None, output=output, backend=backend, weights="seeded:v1-pm", warmup=10, erode=10,
-        dilate=10, max_size=max_size, start=0, frames=frames, outputs=["alpha", "foreground", "rgba"],
-        alpha_format="png16", background="120,255,155", video_format="prores", precision="fp32",
-        placement=None, threads=None, quiet=False,
+    matte_clip(
+        clip,
+        output,
+        mask=mask,
+        mask_box=None,
+        mask_provider=None,
+        quiet=False,
+        backend=backend,
+        weights="seeded:v1-pm",
+        max_size=max_size,
+        frames=frames,
+        outputs=["alpha", "foreground", "rgba"],
     )
 
 
@@ -185,8 +237,15 @@ def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
     for name, backend in sorted(plugins.backends().items()):
         ok, reason = backend.available()
         devices = backend.devices() if hasattr(backend, "devices") and ok else []
-        rows.append({"name": name, "available": ok, "reason": reason, "devices": devices,
-                     "description": getattr(backend, "description", "")})
+        rows.append(
+            {
+                "name": name,
+                "available": ok,
+                "reason": reason,
+                "devices": devices,
+                "description": getattr(backend, "description", ""),
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -195,8 +254,12 @@ def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
 
     table = Table("backend", "available", "reason / devices", "description")
     for r in rows:
-        table.add_row(r["name"], "yes" if r["available"] else "no",
-                      ", ".join(r["devices"]) if r["available"] else r["reason"], r["description"])
+        table.add_row(
+            r["name"],
+            "yes" if r["available"] else "no",
+            ", ".join(r["devices"]) if r["available"] else r["reason"],
+            r["description"],
+        )
     Console().print(table)
 
 
@@ -207,22 +270,21 @@ def export(
     size: str = typer.Option("432x768", help="HxW; rounded up to multiples of 16."),
     mem_frames: int = typer.Option(5, "--mem-frames", help="Working-memory frames T."),
     precision: str = typer.Option("fp32", help="fp32 or fp16."),
-    target: Optional[str] = typer.Option(None, help="Deployment target (coreml: macOS14 or iOS17)."),
+    target: str | None = typer.Option(None, help="Deployment target (coreml: macOS14 or iOS17)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip the check against PyTorch."),
 ) -> None:
     """Export the five modules for one size, with a manifest."""
-    from .padding import padded_size
-    from .spec import Dims
+    from ..engine.padding import padded_size
+    from ..engine.spec import Dims
 
     exporters = plugins.exporters()
     if format not in exporters:
         _fail(f"unknown export format {format!r}; known: {', '.join(sorted(exporters)) or 'none'}", 2)
     try:
-        h, w = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        _fail(f"bad --size {size!r}; write HxW, e.g. 432x768", 2)
-    dims = Dims(*padded_size(h, w), mem_frames)
+        dims = Dims(*padded_size(*parse_size(size)), mem_frames)
+    except MatanyoneError as exc:
+        _fail(str(exc), exc.exit_code)
     kwargs = {"target": target} if target else {}
     try:
         manifest = exporters[format].export(
@@ -237,7 +299,7 @@ def export(
 @app.command("plugins")
 def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List plugins (loaded, excluded, failed), where they come from, their hooks and what they register."""
-    from .plugin_info import plugins_command
+    from ..plugins.info import plugins_command
 
     plugins_command(as_json)
 
@@ -245,11 +307,14 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
 @app.command()
 def modules(size: str = typer.Option("432x768", help="HxW to resolve shapes for."), mem_frames: int = 5) -> None:
     """Print the declared inputs and outputs of the five modules."""
-    from .padding import padded_size
-    from .spec import Dims, describe
+    from ..engine.padding import padded_size
+    from ..engine.spec import Dims, describe
 
-    h, w = (int(v) for v in size.lower().split("x"))
-    typer.echo(json.dumps(describe(Dims(*padded_size(h, w), mem_frames)), indent=2))
+    try:
+        dims = Dims(*padded_size(*parse_size(size)), mem_frames)
+    except MatanyoneError as exc:
+        _fail(str(exc), exc.exit_code)
+    typer.echo(json.dumps(describe(dims), indent=2))
 
 
 @app.command()
@@ -258,7 +323,16 @@ def doctor() -> None:
     from importlib import metadata
 
     lines = [f"python {platform.python_version()} on {platform.platform()} ({platform.machine()})"]
-    for dist in ("matanyone-engine", "numpy", "torch", "onnxruntime", "onnx", "coremltools", "av", "opencv-python-headless"):
+    for dist in (
+        "matanyone-engine",
+        "numpy",
+        "torch",
+        "onnxruntime",
+        "onnx",
+        "coremltools",
+        "av",
+        "opencv-python-headless",
+    ):
         try:
             lines.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -272,22 +346,13 @@ def doctor() -> None:
     pm = plugins.get_plugin_manager()
     lines.append("plugins: " + ", ".join(name for name, _ in pm.list_name_plugin()))
     lines.append("exporters: " + ", ".join(sorted(plugins.exporters())))
-    try:
-        from .cache import cache_root
+    from ..artifacts.cache import cache_root
 
-        lines.append(f"cache: {cache_root()}")
-    except ImportError:
-        pass
+    lines.append(f"cache: {cache_root()}")
     typer.echo("\n".join(lines))
 
 
-def _register_bench() -> None:
-    from .bench import bench
-
-    app.command("bench")(bench)
-
-
-_register_bench()
+app.command("bench")(bench)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ BUILTIN_PLUGINS = {
     "torch": "matanyone_engine.backends.torch.plugin",
     "onnx": "matanyone_engine.backends.onnx.plugin",
     "coreml": "matanyone_engine.backends.coreml.plugin",
-    "masks": "matanyone_engine.core.mask_providers",
+    "masks": "matanyone_engine.core.media.mask_providers",
 }
 
 

@@ -15,7 +15,7 @@ import json
 from importlib import metadata
 from typing import Any
 
-from . import plugins
+from . import manager as plugins
 
 #: hook -> (key in the output, attribute that names what it registers)
 _REGISTRIES = {
@@ -65,7 +65,9 @@ def _added_commands(plugin_name: str, hook: Any) -> list[str]:
     for impl in hook.get_hookimpls():
         if impl.plugin_name == plugin_name:
             impl.function(**({"cli": scratch} if "cli" in impl.argnames else {}))
-    names = [c.name or (c.callback.__name__.replace("_", "-") if c.callback else "?") for c in scratch.registered_commands]
+    names = [
+        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "?") for c in scratch.registered_commands
+    ]
     names += [g.name or "?" for g in scratch.registered_groups]
     return names
 
@@ -82,8 +84,13 @@ def plugin_rows() -> list[dict[str, Any]]:
         ep = entry_points.get(name)
         module, dist, version = _origin(name, ep)
         row: dict[str, Any] = {
-            "name": name, "module": module, "distribution": dist, "version": version,
-            "status": "loaded", "error": "", "hooks": [],
+            "name": name,
+            "module": module,
+            "distribution": dist,
+            "version": version,
+            "status": "loaded",
+            "error": "",
+            "hooks": [],
             "registers": {"backends": [], "exporters": [], "mask_providers": [], "commands": []},
         }
         plugin = loaded.get(name)

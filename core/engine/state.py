@@ -18,23 +18,18 @@ Order inside the buffer does not matter (top-k and softmax are permutation invar
 of several exactly tied tokens fills the last top-k places depends on it, a choice the official
 code leaves to ``torch.topk``), so a FIFO write is a slot overwrite, never a copy of the memory.
 
-The image encoder is the one module that depends on nothing but the frame, so the driver runs it
-once for frame 0 (seed, first-frame prediction and warm-up all see the same image) and, with
-``pipeline=True``, runs the next frame's encoder on a worker thread while the current frame's
-read, decoder and mask encoder run.
+The clip loop that feeds it frames lives in ``driver.py``.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .padding import Pads, frame_to_input, mask_to_input, pad_amounts, padded_size, unpad
 from .protocol import Module
-from .spec import KEY_DIM, NUM_QUERIES, EMBED_DIM, SENSORY_DIM, VALUE_DIM, Dims
+from .spec import KEY_DIM, SENSORY_DIM, VALUE_DIM, Dims
 
 Recorder = Callable[[str, Mapping[str, np.ndarray]], None]
 
@@ -239,93 +234,3 @@ class MattingStateMachine:
             {"sensory": self.sensory, "last_msk_value": self.last_msk_value, "mem_readout": readout, "logits": logits},
         )
         return StepOutput(alpha=alpha, logits=logits, kind=kind, is_memory_frame=is_mem_frame)
-
-
-# ------------------------------------------------------------------------------- clip driver
-
-
-@dataclass
-class FrameResult:
-    index: int
-    alpha: np.ndarray  # (H, W) float32 in [0, 1], the input's own size
-    logits: np.ndarray  # (H, W) float32 before the clamp
-
-
-def clip_dims(height: int, width: int, mem_frames: int = 5) -> tuple[Dims, Pads]:
-    ph, pw = padded_size(height, width)
-    return Dims(ph, pw, mem_frames), pad_amounts(height, width)
-
-
-def matte_frames(
-    modules: Mapping[str, Module],
-    frames: Iterable[np.ndarray],
-    mask_255: np.ndarray,
-    *,
-    warmup: int = 10,
-    mem_frames: int = 5,
-    config: MemoryConfig | None = None,
-    recorder: Recorder | None = None,
-    pipeline: bool = False,
-) -> Iterator[FrameResult]:
-    """Stream alpha mattes for ``frames`` (HxWx3 uint8 RGB), one per input frame, in order.
-
-    ``mask_255`` is the prepared first-frame mask (HxW, 0..255, same size as the frames).
-    The official demo's flow: seed step and a first-frame prediction on frame 0, ``warmup`` more
-    first-frame predictions on frame 0 (the last one's output is frame 0's matte), then every
-    later frame normally. Frame 0 is encoded once for all of those steps.
-
-    ``pipeline`` overlaps frame t+1's image encoder (on a worker thread) with the rest of frame t.
-    It pays where the encoder has its own compute (an accelerator, or CPU cores the other modules
-    leave idle); where every module already uses all cores it only adds contention, so the
-    callers decide (see ``api.pipeline_pays``). Results are identical either way.
-    """
-    iterator = iter(frames)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        return
-    height, width = first.shape[:2]
-    if mask_255.shape != (height, width):
-        raise ValueError(f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are {width}x{height}")
-    dims, pads = clip_dims(height, width, mem_frames)
-    machine = MattingStateMachine(modules, dims, config, recorder)
-    image = frame_to_input(first, pads)
-    encoded = machine.encode(image)
-    machine.seed(image, mask_to_input(mask_255, pads), encoded=encoded)
-    out = machine.step(image, first_frame_pred=True, encoded=encoded)
-    for _ in range(warmup):
-        out = machine.step(image, first_frame_pred=True, encoded=encoded)
-    yield FrameResult(0, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
-
-    def checked(index: int, frame: np.ndarray) -> np.ndarray:
-        if frame.shape[:2] != (height, width):
-            raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
-        return frame_to_input(frame, pads)
-
-    if not pipeline:
-        for index, frame in enumerate(iterator, start=1):
-            out = machine.step(checked(index, frame))
-            yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
-        return
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matanyone-encoder") as worker:
-
-        def submit(index: int) -> tuple[np.ndarray, Future] | None:
-            frame = next(iterator, None)
-            if frame is None:
-                return None
-            image = checked(index, frame)
-            return image, worker.submit(machine.encode, image)
-
-        index, pending = 1, submit(1)
-        try:
-            while pending is not None:
-                image, future = pending
-                encoded = future.result()
-                pending = submit(index + 1)  # the next encoder runs while this frame's modules do
-                out = machine.step(image, encoded=encoded)
-                yield FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
-                index += 1
-        finally:
-            if pending is not None:
-                pending[1].cancel()

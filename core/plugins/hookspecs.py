@@ -6,7 +6,7 @@ implements any of these with ``@matanyone_engine.core.hookimpl``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

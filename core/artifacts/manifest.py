@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .errors import ExportError
-from .spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, describe
+from ..engine.errors import ExportError
+from ..engine.files import atomic_write_json
+from ..engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, describe
 
 #: Bumped when a field changes meaning; readers refuse versions they do not know.
 MANIFEST_VERSION = 1
@@ -200,7 +201,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         version = data.get("manifest_version")
         if version != MANIFEST_VERSION:
             raise ManifestError(
@@ -208,9 +209,23 @@ class Manifest:
                 "re-export the artifacts with this version of matanyone-engine"
             )
         known = set(cls.__dataclass_fields__)
-        missing = [k for k in ("format", "height", "width", "mem_frames", "precision", "weights",
-                               "weights_digest", "exporter", "exporter_version", "files", "modules")
-                   if k not in data]
+        missing = [
+            k
+            for k in (
+                "format",
+                "height",
+                "width",
+                "mem_frames",
+                "precision",
+                "weights",
+                "weights_digest",
+                "exporter",
+                "exporter_version",
+                "files",
+                "modules",
+            )
+            if k not in data
+        ]
         if missing:
             raise ManifestError(f"manifest lacks {', '.join(missing)}; re-export the artifacts")
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -268,17 +283,7 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / MANIFEST_NAME
-    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(target, manifest.to_dict(), default=_json_default, sort_keys=True, fsync=True)
     return target
 
 
@@ -324,8 +329,7 @@ def check_manifest(
         problems.append(f"precision {manifest.precision}, requested {precision}")
     if weights_digest is not None and manifest.weights_digest != weights_digest:
         problems.append(
-            f"weights digest {manifest.weights_digest[:12]}… ({manifest.weights}), "
-            f"requested {weights_digest[:12]}…"
+            f"weights digest {manifest.weights_digest[:12]}… ({manifest.weights}), requested {weights_digest[:12]}…"
         )
     elif weights_digest is None and weights is not None and manifest.weights != weights:
         problems.append(f"weights {manifest.weights!r}, requested {weights!r}")
@@ -342,7 +346,8 @@ def check_manifest(
             )
     if problems:
         raise ManifestMismatch(
-            f"artifacts{where} do not match the request: " + "; ".join(problems)
+            f"artifacts{where} do not match the request: "
+            + "; ".join(problems)
             + ". Export again for this request (or point to the right artifact directory)"
         )
     if directory is not None:

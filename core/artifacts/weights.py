@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import WeightsError
+from ..engine.errors import WeightsError
 
 SEEDED_VARIANTS = ("v1", "v1-pm")
 
@@ -39,8 +39,6 @@ class WeightsRef:
         return str(self.path)
 
 
-
-
 def parse_weights(ref: str) -> WeightsRef:
     if ref in ("official", "default", ""):
         from .checkpoints import official_checkpoint
@@ -50,9 +48,7 @@ def parse_weights(ref: str) -> WeightsRef:
         parts = ref.split(":", 2)
         variant = parts[1] if len(parts) > 1 else ""
         if variant not in SEEDED_VARIANTS:
-            raise WeightsError(
-                f"unknown seeded weights {ref!r}; use seeded:v1-pm or seeded:v1 (optionally :PREFIX)"
-            )
+            raise WeightsError(f"unknown seeded weights {ref!r}; use seeded:v1-pm or seeded:v1 (optionally :PREFIX)")
         return WeightsRef("seeded", variant=variant, prefix=parts[2] if len(parts) > 2 else "")
     path = Path(ref).expanduser()
     if not path.exists():

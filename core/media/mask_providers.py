@@ -24,14 +24,15 @@ import importlib.util
 import platform
 import sys
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .hookspecs import hookimpl
+from ..engine.errors import InputError
+from ..plugins.hookspecs import hookimpl
 
 #: GrabCut iterations for the box provider; 5 is OpenCV's documented sweet spot, more rarely helps.
 GRABCUT_ITERATIONS = 5
@@ -129,10 +130,13 @@ def parse_box(box: str | tuple[int, int, int, int] | list[int], height: int, wid
             f"keep 0 <= x, x+w <= {width}, 0 <= y, y+h <= {height}"
         )
     if w * h < 16:
-        raise InputError(f"mask box {x},{y},{w},{h} is too small for GrabCut (fewer than 16 pixels); draw it around the target")
+        raise InputError(
+            f"mask box {x},{y},{w},{h} is too small for GrabCut (fewer than 16 pixels); draw it around the target"
+        )
     if w == width and h == height:
         raise InputError(
-            f"mask box {x},{y},{w},{h} covers the whole frame: GrabCut needs background outside the box; draw it tighter"
+            f"mask box {x},{y},{w},{h} covers the whole frame: GrabCut needs background outside "
+            "the box; draw it tighter"
         )
     return x, y, w, h
 
@@ -160,7 +164,9 @@ class BoxMaskProvider:
         try:
             cv2.grabCut(image, labels, rect, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
         except cv2.error as exc:
-            raise InputError(f"GrabCut failed on mask box {options['box']}: {exc.err or exc}; draw the box differently") from None
+            raise InputError(
+                f"GrabCut failed on mask box {options['box']}: {exc.err or exc}; draw the box differently"
+            ) from None
         mask = np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
         if not mask.any():
             raise InputError(
@@ -232,8 +238,16 @@ def _vision_person_probability(rgb: np.ndarray) -> np.ndarray:  # pragma: no cov
     data = NSData.dataWithBytes_length_(rgb.tobytes(), rgb.nbytes)
     provider = Quartz.CGDataProviderCreateWithCFData(data)
     image = Quartz.CGImageCreate(
-        width, height, 8, 24, width * 3, Quartz.CGColorSpaceCreateDeviceRGB(),
-        Quartz.kCGBitmapByteOrderDefault | Quartz.kCGImageAlphaNone, provider, None, False,
+        width,
+        height,
+        8,
+        24,
+        width * 3,
+        Quartz.CGColorSpaceCreateDeviceRGB(),
+        Quartz.kCGBitmapByteOrderDefault | Quartz.kCGImageAlphaNone,
+        provider,
+        None,
+        False,
         Quartz.kCGRenderingIntentDefault,
     )
     request = Vision.VNGeneratePersonSegmentationRequest.alloc().init()
@@ -295,7 +309,8 @@ def first_frame_mask(
             return Path(mask)
         else:
             raise InputError("no first-frame mask: pass --mask FILE, --mask-box x,y,w,h or --mask-provider NAME")
-    from . import plugins, video
+    from .. import plugins
+    from . import video
 
     table = plugins.mask_providers()
     if mask_provider not in table:

@@ -19,15 +19,15 @@ import secrets
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import av
 import cv2
 import numpy as np
 from PIL import Image, ImageColor, UnidentifiedImageError
 
-from .errors import InputError, OutputError
+from ..engine.errors import InputError, OutputError
 from .video import VideoInfo, fps_fraction
 
 #: The official demo's green-screen colour, the default foreground background.
@@ -60,9 +60,7 @@ def check_writable(outdir: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(
-            f"cannot write to {outdir}: {exc.strerror or exc}; choose another -o folder"
-        ) from exc
+        raise OutputError(f"cannot write to {outdir}: {exc.strerror or exc}; choose another -o folder") from exc
     return outdir
 
 
@@ -114,9 +112,7 @@ def parse_background(spec: object = None) -> tuple[int, int, int] | np.ndarray:
         pass
     if Path(text).suffix or os.sep in text:
         raise InputError(f"background image not found: {text}; check the path")
-    raise InputError(
-        f"unknown background {text!r}: use a colour name (green), #RRGGBB, R,G,B or an image path"
-    )
+    raise InputError(f"unknown background {text!r}: use a colour name (green), #RRGGBB, R,G,B or an image path")
 
 
 def _rgb_triplet(parts: Sequence[object], original: object) -> tuple[int, int, int]:
@@ -140,9 +136,7 @@ def _load_background(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(
-            f"background {path} is not an image ({exc}): pass a PNG/JPG or a colour"
-        ) from exc
+        raise InputError(f"background {path} is not an image ({exc}): pass a PNG/JPG or a colour") from exc
 
 
 # --- per-frame conversions ------------------------------------------------------------------------
@@ -312,9 +306,7 @@ def require_encoder(codec: str, pix_fmt: str) -> None:
         ) from exc
     formats = {f.name for f in (found.video_formats or ())}
     if formats and pix_fmt not in formats:
-        raise OutputError(
-            f"this PyAV's {codec} encoder cannot write {pix_fmt}; choose another output format"
-        )
+        raise OutputError(f"this PyAV's {codec} encoder cannot write {pix_fmt}; choose another output format")
 
 
 class _VideoFile:
@@ -676,9 +668,7 @@ class ForegroundWriter(_Writer):
 class AlphaVideoWriter(_Writer):
     """The matte as a grey H.264 video, full range so alpha 0 and 1 decode to exactly 0 and 255."""
 
-    def __init__(
-        self, path: str | Path, fps: float, *, audio_from: Path | None = None, audio_start: float = 0.0
-    ):
+    def __init__(self, path: str | Path, fps: float, *, audio_from: Path | None = None, audio_start: float = 0.0):
         path = Path(path)
         sink = _VideoFile(path, fps, _H264, "gray", full_range=True, audio_from=audio_from, audio_start=audio_start)
         super().__init__(sink, path)
@@ -809,10 +799,10 @@ def make_writers(
     back = parse_background(background) if "foreground" in kinds else None
     outdir = check_writable(outdir)
     targets = {k: output_path(outdir, info.name, k, alpha_format, foreground_format, video_format) for k in kinds}
-    sound = dict(
-        audio_from=info.path if audio and info.has_audio and not info.is_folder else None,
-        audio_start=start_frame / info.fps,
-    )
+    sound = {
+        "audio_from": info.path if audio and info.has_audio and not info.is_folder else None,
+        "audio_start": start_frame / info.fps,
+    }
     made_dirs: list[Path] = []
     writers: list[_Writer] = []
     try:

@@ -17,8 +17,8 @@ Symbols used in shapes:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 #: Network widths of the official model (config/model/base.yaml).
 KEY_DIM = 64
@@ -204,9 +204,7 @@ DECODER = ModuleSpec(
     doc="Mask decoder to full resolution, with the full-scale sensory update.",
 )
 
-MODULE_SPECS: Mapping[str, ModuleSpec] = {
-    s.name: s for s in (ENCODER, MASK_ENCODER, READ_FIRST, READ, DECODER)
-}
+MODULE_SPECS: Mapping[str, ModuleSpec] = {s.name: s for s in (ENCODER, MASK_ENCODER, READ_FIRST, READ, DECODER)}
 
 MASK_VALUE = ModuleSpec(
     name="mask_value",
@@ -230,11 +228,7 @@ def describe(dims: Dims) -> dict:
     out: dict = {"height": dims.height, "width": dims.width, "mem_frames": dims.mem_frames, "modules": {}}
     for spec in ALL_MODULE_SPECS.values():
         out["modules"][spec.name] = {
-            "inputs": [
-                {"name": t.name, "shape": list(t.resolve(dims)), "dtype": t.dtype} for t in spec.inputs
-            ],
-            "outputs": [
-                {"name": t.name, "shape": list(t.resolve(dims)), "dtype": t.dtype} for t in spec.outputs
-            ],
+            "inputs": [{"name": t.name, "shape": list(t.resolve(dims)), "dtype": t.dtype} for t in spec.inputs],
+            "outputs": [{"name": t.name, "shape": list(t.resolve(dims)), "dtype": t.dtype} for t in spec.outputs],
         }
     return out

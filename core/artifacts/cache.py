@@ -17,15 +17,16 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from .errors import ExportError
+from ..engine.errors import ExportError
+from ..engine.files import atomic_write_json
+from ..engine.spec import Dims
 from .manifest import Manifest, ManifestError, ManifestMismatch, check_manifest, read_manifest
-from .spec import Dims
 
 CACHE_ENV = "MATANYONE_CACHE"
 APP_NAME = "matanyone-engine"
@@ -98,7 +99,7 @@ def ensure_artifacts(
     manifest contradicts the request raises ManifestError rather than being used.
     """
     final = artifact_dir(format, artifact_key(format, weights_digest, dims, precision, exporter_version, opset), root)
-    expect = dict(format=format, dims=dims, precision=precision, weights_digest=weights_digest)
+    expect = {"format": format, "dims": dims, "precision": precision, "weights_digest": weights_digest}
 
     if (final / "manifest.json").is_file():
         try:
@@ -124,8 +125,10 @@ def ensure_artifacts(
         tmp.mkdir(parents=True)
         try:
             if log:
-                log(f"building {format} artifacts for {dims.height}x{dims.width} T={dims.mem_frames} "
-                    f"{precision} into {final}")
+                log(
+                    f"building {format} artifacts for {dims.height}x{dims.width} T={dims.mem_frames} "
+                    f"{precision} into {final}"
+                )
             build(tmp)
             try:
                 manifest = read_manifest(tmp)
@@ -165,8 +168,16 @@ def ensure_export(
     digest = cached_weights_digest(weights, lambda: modules_and_digest()[1], root=root)
     try:
         return ensure_artifacts(
-            format, weights, dims, precision, lambda tmp: export(tmp, *modules_and_digest()),
-            weights_digest=digest, exporter_version=exporter_version, opset=opset, root=root, log=log,
+            format,
+            weights,
+            dims,
+            precision,
+            lambda tmp: export(tmp, *modules_and_digest()),
+            weights_digest=digest,
+            exporter_version=exporter_version,
+            opset=opset,
+            root=root,
+            log=log,
         )
     finally:
         loaded.clear()
@@ -197,7 +208,7 @@ def cached_weights_digest(weights: str, compute: Callable[[], str], root: Path |
                 if isinstance(loaded, dict):
                     fresh = loaded
             fresh[ident] = digest
-            _atomic_write_text(memo_path, json.dumps(fresh, indent=1, sort_keys=True))
+            atomic_write_json(memo_path, fresh, sort_keys=True)
     return digest
 
 
@@ -206,7 +217,7 @@ def _weights_identity(weights: str) -> str:
     if not weights.startswith("seeded:") and path.is_file():
         st = path.stat()
         return f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    from . import __version__
+    from .. import __version__
 
     return f"ref:{weights}:{__version__}"
 
@@ -286,17 +297,6 @@ def _remove_tree(path: Path) -> None:
     except OSError:
         trash = path
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = [

@@ -1,0 +1,206 @@
+"""Which backend serves each module, and loading them: the one place that decides.
+
+``run``, ``convert_video``/``matte``, ``bench`` and ``batch`` all resolve ``--backend auto``,
+``--placement`` and ``--precision fast`` through these functions, so what the benchmark measures
+is what a run would run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import plugins
+from ..engine.errors import BackendError
+from ..engine.files import atomic_write_json
+from ..engine.precision import resolve as resolve_precision
+from ..engine.protocol import LoadRequest, Module
+from ..engine.spec import MODULE_NAMES, VARIANT_OF, Dims
+
+DEFAULT_BACKEND = "auto"
+#: Without a measured placement profile, `auto` takes the first of these that runs here.
+AUTO_PREFERENCE = ("onnx-cuda", "torch-cuda", "coreml-all", "onnx-cpu", "torch")
+PROFILE_NAME = "placement.json"
+PROFILE_VERSION = 1
+
+
+def parse_placement(spec: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``encoder=onnx-cpu,read=torch`` (or a JSON profile path, or a dict) -> {module: backend}."""
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, Mapping):
+        table = dict(spec)
+    elif spec.endswith(".json"):
+        try:
+            data = json.loads(Path(spec).read_text())
+        except (OSError, ValueError) as exc:
+            raise BackendError(
+                f"cannot read placement profile {spec}: {exc}; pass a profile written by `matanyone bench --search`"
+            ) from None
+        table = dict(data.get("placement", data))
+    else:
+        table = {}
+        for item in spec.split(","):
+            if "=" not in item:
+                raise BackendError(
+                    f"bad placement item {item!r}; write module=backend, e.g. encoder=onnx-cpu,read=torch"
+                )
+            module, backend = (s.strip() for s in item.split("=", 1))
+            table[module] = backend
+    unknown = sorted(set(table) - set(MODULE_NAMES))
+    if unknown:
+        raise BackendError(
+            f"unknown module(s) in placement: {', '.join(unknown)}; modules are {', '.join(MODULE_NAMES)}"
+        )
+    return table
+
+
+# ------------------------------------------------------------------------- placement profile
+
+
+def default_profile_path() -> Path:
+    """Where ``bench --search`` writes the placement profile and ``--backend auto`` reads it."""
+    from ..artifacts.cache import cache_root
+
+    return cache_root() / PROFILE_NAME
+
+
+def write_profile(profile: Mapping[str, Any], path: Path | None = None) -> Path:
+    """Write the profile atomically (a concurrent ``run --backend auto`` never reads half a file)."""
+    return atomic_write_json(Path(path) if path is not None else default_profile_path(), profile)
+
+
+def load_profile(path: Path | None = None) -> dict[str, Any] | None:
+    """The placement profile at ``path`` (default: the cache one), or None if there is none.
+
+    An unreadable or malformed profile counts as none: ``auto`` then falls back to its fixed
+    preference, and says so in its reason."""
+    target = Path(path) if path is not None else default_profile_path()
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("placement"), dict) else None
+
+
+# ---------------------------------------------------------------------------- backend choice
+
+
+def runs_here(name: str) -> bool:
+    """Whether the backend ``name`` is registered and can run on this machine."""
+    backend = plugins.backends().get(name)
+    if backend is None:
+        return False
+    try:
+        return bool(backend.available()[0])
+    except Exception:  # a plugin whose availability check raises cannot run here; it is listed as such
+        return False
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``--backend auto`` resolved to, and why (printed with ``--verbose`` and by bench)."""
+
+    backend: str
+    placement: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+def auto_choice(profile_path: Path | None = None) -> AutoChoice:
+    """The one rule behind ``--backend auto``.
+
+    With a placement profile (``bench --search``): its modules on backends that run here keep
+    their backend; the default backend is the one serving most of them, and the placement lists
+    the modules on any other. Modules the profile placed on a backend that cannot run here (a
+    profile copied from another machine) go to the default. Without a usable profile: the first
+    backend of AUTO_PREFERENCE that runs here.
+    """
+    preferred = next((name for name in AUTO_PREFERENCE if runs_here(name)), None)
+    profile_file = Path(profile_path) if profile_path is not None else default_profile_path()
+    profile = load_profile(profile_file)
+    if profile is not None:
+        placed = {m: b for m, b in profile["placement"].items() if m in MODULE_NAMES}
+        runnable = {m: b for m, b in placed.items() if runs_here(b)}
+        if runnable:
+            votes = [runnable[m] for m in MODULE_NAMES if m in runnable]
+            default = max(dict.fromkeys(votes), key=votes.count)
+            dropped = sorted(set(placed.values()) - set(runnable.values()))
+            reason = f"placement profile {profile_file}"
+            if dropped:
+                reason += f" (its modules on {', '.join(dropped)}, which cannot run here, use {default})"
+            return AutoChoice(default, {m: b for m, b in runnable.items() if b != default}, reason)
+    if preferred is None:
+        raise BackendError("no backend can run here; install torch==2.13.0 or onnxruntime (see `matanyone backends`)")
+    return AutoChoice(preferred, {}, f"no placement profile; first of {', '.join(AUTO_PREFERENCE)} that runs here")
+
+
+def resolve_backend(name: str) -> Any:
+    """The registered backend ``name``, checked to be runnable here."""
+    try:
+        backend = plugins.get_backend(name)
+    except KeyError as exc:
+        raise BackendError(str(exc.args[0])) from None
+    ok, reason = backend.available()
+    if not ok:
+        raise BackendError(f"backend {name} is unavailable here: {reason}")
+    return backend
+
+
+def module_backends(backend: str, placement: str | Mapping[str, str] | None = None) -> dict[str, str]:
+    """{module: backend name} for a backend (``auto`` resolved) and an optional placement."""
+    table = parse_placement(placement)
+    if backend == "auto":
+        choice = auto_choice()
+        backend, table = choice.backend, {**choice.placement, **table}
+    return {m: table.get(m, backend) for m in MODULE_NAMES}
+
+
+def precision_plan(
+    backend: str, precision: str, placement: str | Mapping[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """{backend name: (concrete precision, why)} for every backend the modules will come from:
+    what ``--precision fast`` turns into here, for the CLI and the benchmark to report."""
+    names = dict.fromkeys(module_backends(backend, placement).values())
+    return {name: resolve_precision(resolve_backend(name), precision) for name in names}
+
+
+def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None) -> bool:
+    """Whether overlapping the next frame's image encoder with the current frame helps.
+
+    Only when the encoder runs on an accelerator: then the CPU thread that waits on it is free.
+    On a CPU backend every module already uses all cores, and running two at once measured
+    slower on the benchmark machine (see the README's performance notes).
+    """
+    encoder_backend = module_backends(backend, placement)["encoder"]
+    return bool(getattr(resolve_backend(encoder_backend), "accelerated", False))
+
+
+def load_modules(
+    backend: str,
+    weights: str,
+    dims: Dims,
+    *,
+    precision: str = "fp32",
+    placement: str | Mapping[str, str] | None = None,
+    threads: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Module]:
+    """The five modules, each from its placed backend (``backend`` for the rest)."""
+    wanted = module_backends(backend, placement)
+    loaded: dict[str, Mapping[str, Module]] = {}
+    for name in dict.fromkeys(wanted.values()):
+        chosen_backend = resolve_backend(name)
+        concrete, _ = resolve_precision(chosen_backend, precision)
+        request = LoadRequest(
+            weights=weights, dims=dims, precision=concrete, threads=threads, options=dict(options or {})
+        )
+        loaded[name] = chosen_backend.load(request)
+    chosen = {m: loaded[b][m] for m, b in wanted.items()}
+    # an optional variant comes from the backend of the module it stands in for
+    for variant, base in VARIANT_OF.items():
+        if variant in loaded[wanted[base]]:
+            chosen[variant] = loaded[wanted[base]][variant]
+    return chosen

@@ -1,0 +1,198 @@
+"""``matanyone bench``: the command line over the runner, the placement search and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..app.loading import resolve_backend, write_profile
+from ..app.options import parse_size
+from ..engine.errors import BackendError, InputError, MatanyoneError
+from .clip import load_clip
+from .configs import available_backends, make_config, plan_configs
+from .placement import search_placement
+from .report import render_table, write_json, write_plot
+from .runner import DEFAULT_WEIGHTS, Log, run_bench
+
+DEFAULT_SIZE = "432x768"
+
+
+def bench(
+    backend: list[str] | None = typer.Option(
+        None,
+        "--backend",
+        "-b",
+        help="Backend to measure (repeatable; default: every available one; 'auto' = the search profile).",
+    ),
+    size: str = typer.Option(DEFAULT_SIZE, help="Frame size HxW the clip is resized to."),
+    frames: int = typer.Option(8, help="Frames per clip pass (frame 0 seeds; the rest are timed per frame)."),
+    runs: int = typer.Option(3, help="Measured clip passes per configuration."),
+    warmup_runs: int = typer.Option(2, "--warmup-runs", help="Discarded clip passes per configuration first."),
+    state_warmup: int = typer.Option(
+        1, "--state-warmup", help="Extra first-frame predictions on frame 0 per pass (the demo uses 10)."
+    ),
+    threads: int | None = typer.Option(None, help="CPU threads for every backend (default: the runtime's)."),
+    weights: str = typer.Option(
+        DEFAULT_WEIGHTS, "--weights", "-w", help="Checkpoint or seeded:v1-pm (timing is the same)."
+    ),
+    precision: list[str] | None = typer.Option(
+        None, "--precision", "-p", help="Precision (repeatable, default fp32); one result per backend x precision."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG bar chart of per-module medians here."),
+    placement: str | None = typer.Option(
+        None, help="Also measure this mix (encoder=onnx-cpu,read=torch or a profile.json) next to the plain backends."
+    ),
+    search: bool = typer.Option(
+        False, "--search", help="Measure every module on every backend; write the fastest placement."
+    ),
+    profile_out: Path | None = typer.Option(
+        None, "--profile", help="Where --search writes the placement profile (default: the cache's placement.json)."
+    ),
+    clip: Path | None = typer.Option(
+        None, "--clip", help="Clip to time (default: ../shared/data sample, else generated)."
+    ),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="First-frame mask for --clip (default: the clip's name .png)."
+    ),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Use the generated clip even if the sample exists."),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Run every configuration in this process (peak memory is then the process's)."
+    ),
+    prepare: bool = typer.Option(
+        True, "--prepare/--no-prepare", help="Load each configuration once first, so exports do not count as load."
+    ),
+    pipeline: bool = typer.Option(
+        False, "--pipeline", help="Also measure each configuration with the next frame's image encoder overlapped."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Time each module and each frame per backend x precision through the real state machine."""
+    from rich.console import Console
+
+    log_console = Console(stderr=True)
+    log: Log | None = None if quiet else (lambda m: log_console.print(f"[dim]{m}[/dim]"))
+    try:
+        report, profile_path = bench_command(
+            backends=backend,
+            size=size,
+            frames=frames,
+            runs=runs,
+            warmup_runs=warmup_runs,
+            state_warmup=state_warmup,
+            threads=threads,
+            weights=weights,
+            precisions=precision,
+            json_out=json_out,
+            plot=plot,
+            placement=placement,
+            search=search,
+            profile_out=profile_out,
+            clip=clip,
+            mask=mask,
+            synthetic=synthetic,
+            isolate=not in_process,
+            prepare=prepare,
+            log=log,
+            pipeline=pipeline,
+        )
+    except MatanyoneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    render_table(report)
+    if profile_path is not None:
+        log_console.print(f"placement profile: {profile_path}")
+    failed = [r["label"] for r in report["results"] if "error" in r]
+    if failed and not search:
+        typer.echo(f"error: {len(failed)} configuration(s) failed: {', '.join(failed)}", err=True)
+        raise typer.Exit(BackendError.exit_code)
+
+
+def bench_command(
+    *,
+    backends: Sequence[str] | None = None,
+    size: str = DEFAULT_SIZE,
+    frames: int = 8,
+    runs: int = 3,
+    warmup_runs: int = 2,
+    state_warmup: int = 1,
+    threads: int | None = None,
+    weights: str = DEFAULT_WEIGHTS,
+    precisions: Sequence[str] | None = None,
+    json_out: Path | None = None,
+    plot: Path | None = None,
+    placement: str | None = None,
+    search: bool = False,
+    profile_out: Path | None = None,
+    clip: Path | None = None,
+    mask: Path | None = None,
+    synthetic: bool = False,
+    isolate: bool = True,
+    prepare: bool = True,
+    log: Log | None = None,
+    pipeline: bool = False,
+) -> tuple[dict[str, Any], Path | None]:
+    """Everything ``bench`` does except printing: returns (report, profile path or None).
+
+    With ``search`` the configurations are every available backend (or the listed ones) at the
+    first precision; the chosen mix, when it uses more than one backend, is then measured against
+    the best single backend and the comparison is stored in the profile under ``verified``.
+    """
+    height, width = parse_size(size)
+    if plot is not None:
+        try:  # fail before minutes of measuring, not after
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("--plot needs matplotlib: pip install matplotlib") from None
+    common = {
+        "weights": weights,
+        "runs": runs,
+        "warmup_runs": warmup_runs,
+        "state_warmup": state_warmup,
+        "threads": threads,
+        "isolate": isolate,
+        "prepare": prepare,
+        "log": log,
+    }
+    if search:
+        chosen = list(dict.fromkeys(b for b in (backends or available_backends()) if b != "auto"))
+        if not chosen:
+            raise BackendError("no backend is available here; see `matanyone backends`")
+        precision = (list(precisions or []) or ["fp32"])[0]
+        for name in chosen:
+            resolve_backend(name)
+        configs = [make_config(name, precision) for name in chosen]
+    else:
+        configs = plan_configs(backends, precisions, placement, pipeline)
+    data = load_clip((height, width), frames, clip, mask, synthetic)
+    if log:
+        log(
+            f"clip: {data.source}, {frames} frames at {height}x{width}; "
+            f"{len(configs)} configuration(s): {', '.join(c.label for c in configs)}"
+        )
+    report = run_bench(configs, data, **common)
+    profile_path: Path | None = None
+    if search:
+        profile = search_placement(report)
+        mixed = set(profile["placement"].values())
+        if len(mixed) > 1 and profile["best_single_backend"]:
+            if log:
+                log(f"verifying the mixed placement {profile['placement']} against {profile['best_single_backend']}")
+            single = make_config(profile["best_single_backend"], profile["precision"])
+            placed = make_config(profile["best_single_backend"], profile["precision"], profile["placement"])
+            check = run_bench([single, placed], data, **common)
+            profile["verified"] = {
+                "frame_median_ms": {r["label"]: r.get("frame", {}).get("median_ms") for r in check["results"]},
+                "ratio_placed_over_single": check["ratios"].get("frame", {}).get(placed.label),
+            }
+            report["verification"] = check
+        report["placement_profile"] = profile
+        profile_path = write_profile(profile, profile_out)
+    if json_out is not None:
+        write_json(report, json_out)
+    if plot is not None:
+        write_plot(report, plot)
+    return report, profile_path
