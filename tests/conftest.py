@@ -4,6 +4,7 @@ tests that need it skip with a reason when it is absent, and fail instead when C
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -14,9 +15,37 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+# The suite never uses the user's artifact cache: a leftover placement.json or export there would
+# change which backend `auto` picks and what the tests see. Every test (and every CLI subprocess it
+# starts, which inherits the environment) uses one temporary cache; `user_cache_untouched` fails
+# the session if anything still wrote to the real one.
+_REAL_CACHE_OVERRIDE = os.environ.get("MATANYONE_CACHE")
+os.environ["MATANYONE_CACHE"] = tempfile.mkdtemp(prefix="matanyone-test-cache-")
+
 # The project's own tests load only the project's own plugins, so a third-party plugin installed in
 # the same environment cannot change what they see; set MATANYONE_PLUGINS to test with others.
 os.environ.setdefault("MATANYONE_PLUGINS", "torch,onnx,coreml,masks")
+
+
+def _user_cache() -> Path:
+    import platformdirs
+
+    return Path(_REAL_CACHE_OVERRIDE or platformdirs.user_cache_dir("matanyone-engine"))
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    if not folder.exists():
+        return {}
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_untouched():
+    """Fails the session when a test wrote into the user's real cache."""
+    before = _snapshot(_user_cache())
+    yield
+    after = _snapshot(_user_cache())
+    assert after == before, f"the test suite changed the user's cache {_user_cache()}"
 
 
 def _need(path: Path) -> Path:
