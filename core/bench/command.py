@@ -147,7 +147,7 @@ def bench_command(
             import matplotlib  # noqa: F401
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install matplotlib") from None
-    common = {
+    common: dict[str, Any] = {
         "weights": weights,
         "runs": runs,
         "warmup_runs": warmup_runs,
