@@ -153,11 +153,12 @@ def convert_video(
         if encoder is not None:
             encoder.join()
     except BaseException:
+        # The run is being abandoned: stop the writer thread without finishing its queue (the
+        # outputs are discarded by abort()), then close the matte generator so the decode thread
+        # and the video file close now. The original exception is what the caller sees.
         if encoder is not None:
-            try:
-                encoder.join()
-            except BaseException:
-                pass
+            encoder.cancel()
+        matte_iter.close()
         if sinks is not None:
             sinks.abort()
         raise
