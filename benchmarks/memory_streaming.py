@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     results["ratio_long_over_short"] = round(ratio, 4)
     results["target"] = args.target
     results["passed"] = ratio <= args.target
-    print(
-        f"peak RSS ratio long/short: {ratio:.3f} (target <= {args.target:.2f}): {'ok' if results['passed'] else 'FAILED'}"
-    )
+    verdict = "ok" if results["passed"] else "FAILED"
+    print(f"peak RSS ratio long/short: {ratio:.3f} (target <= {args.target:.2f}): {verdict}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if results["passed"] else 1
