@@ -61,6 +61,7 @@ class BackgroundSink(Generic[T]):
         self._consume = consume
         self._items: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._work, name="matanyone-encode", daemon=True)
         self._thread.start()
 
@@ -69,8 +70,8 @@ class BackgroundSink(Generic[T]):
             item = self._items.get()
             if item is _DONE:
                 return
-            if self._error is not None:
-                continue  # drain after a failure so put() never blocks forever
+            if self._error is not None or self._cancelled:
+                continue  # drain after a failure or a cancel so put() never blocks forever
             try:
                 self._consume(item)
             except BaseException as exc:
@@ -86,3 +87,15 @@ class BackgroundSink(Generic[T]):
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def cancel(self) -> None:
+        """Stop without consuming what still waits (the run is being thrown away); returns once
+        the worker has finished the item in hand, so nothing writes after it."""
+        self._cancelled = True
+        while True:
+            try:
+                self._items.get_nowait()
+            except queue.Empty:
+                break
+        self._items.put(_DONE)
+        self._thread.join()
