@@ -126,16 +126,29 @@ def write_clip(
     noise: bool = False,
     tone_from: float = 0.0,
     audio_codec: str = "aac",
+    rotation: int | None = None,
+    hflip: bool = False,
+    times_ms: list[int] | None = None,
 ) -> Path:
     """An H.264 clip of frame_pattern frames (or random noise, for big files), optionally with a
     mono track (AAC unless ``audio_codec`` says otherwise) as long as the video (silent until
     ``tone_from`` seconds, then a 440 Hz tone),
-    optionally with the index at the front (faststart)."""
+    optionally with the index at the front (faststart).
+
+    ``rotation`` (degrees counter-clockwise, PyAV's convention) and ``hflip`` write a display
+    matrix, as a phone does; ``times_ms`` gives each frame its own timestamp (variable frame rate;
+    ``frames`` is then its length)."""
     options = {"movflags": "faststart"} if faststart else {}
     rng = np.random.default_rng(0)
+    if times_ms is not None:
+        frames = len(times_ms)
     with av.open(str(path), mode="w", options=options) as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if times_ms is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None or hflip:
+            video.set_display_rotation(rotation or 0, hflip=hflip)
         sound = None
         rate = 48000 if audio_codec == "libopus" else 44100
         if audio:
@@ -147,11 +160,15 @@ def write_clip(
             else:
                 image = frame_pattern(i, height, width)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
+            if times_ms is not None:
+                frame.pts, frame.time_base = times_ms[i], Fraction(1, 1000)
+            else:
+                frame.pts = i
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if sound is not None:
-            samples = int(rate * frames / float(fps))
+            seconds = (times_ms[-1] / 1000 + 1 / float(fps)) if times_ms is not None else frames / float(fps)
+            samples = int(rate * seconds)
             t = np.arange(samples, dtype=np.float32) / rate
             tone = np.where(t >= tone_from, 0.2 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)[None, :]
             chunk = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")

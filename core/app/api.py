@@ -8,24 +8,32 @@ for frame in matte("clip.mp4", "mask.png", weights="seeded:v1-pm"):
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from ..engine.driver import matte_frames
-from ..engine.errors import InputError
+from ..engine.errors import InputError, MatanyoneWarning
 from ..engine.protocol import Module
 from ..engine.state import MemoryConfig
 from .loading import DEFAULT_BACKEND, load_modules, pipeline_pays
+from .options import check_run_options
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class MatteFrame:
     index: int
-    rgb: np.ndarray  # (H, W, 3) uint8, the frame the matte belongs to (after --max-size)
+    rgb: np.ndarray  # (H, W, 3) uint8, the upright frame the matte belongs to (after --max-size)
     alpha: np.ndarray  # (H, W) float32 in [0, 1]
+    time: Fraction | None = None  # seconds from the start of the input's video stream
+    duration: Fraction | None = None  # how long the input shows it, when the container says
 
 
 def matte(
@@ -50,29 +58,115 @@ def matte(
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
-    Everything that can be checked is checked before the model loads, so bad input fails fast.
+    Option values are checked at the call (OptionError); the input, the mask and the rest are
+    checked when iteration starts, before the model loads, so bad input fails fast.
     ``precision="fast"`` lets each backend pick its quickest precision within the official
     demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
     ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
+    Frames are upright (a phone clip's display rotation applied) and carry their timestamps.
     """
-    from ..media import masks, video
+    check_run_options(
+        warmup=warmup,
+        erode=erode,
+        dilate=dilate,
+        max_size=max_size,
+        start=start,
+        frames=frames,
+        mem_frames=mem_frames,
+        mem_every=mem_every,
+        precision=precision,
+        threads=threads,
+    )
+    return _matte(
+        input,
+        mask,
+        weights=weights,
+        backend=backend,
+        warmup=warmup,
+        erode=erode,
+        dilate=dilate,
+        max_size=max_size,
+        start=start,
+        frames=frames,
+        mem_frames=mem_frames,
+        mem_every=mem_every,
+        precision=precision,
+        placement=placement,
+        threads=threads,
+        modules=modules,
+        pipeline=pipeline,
+    )
+
+
+def _first_frame_mask(mask: str | Path | np.ndarray, info, erode: int, dilate: int, size: tuple[int, int]):
+    """The mask as the model gets it (read, fitted, prepared, shrunk, checked)."""
+    from ..media import masks
+
+    if isinstance(mask, np.ndarray):
+        raw = mask
+    else:
+        reading = masks.read_mask(mask)
+        log.info("mask %s: foreground read from its %s", Path(mask).name, reading.describe())
+        if len(reading.labels) > 1:
+            found = ", ".join(str(v) for v in reading.labels)
+            warnings.warn(
+                f"mask {Path(mask).name} is a label mask with labels {found}: they are matted together as one subject",
+                MatanyoneWarning,
+                stacklevel=3,
+            )
+        raw = reading.mask
+    raw, warning = masks.fit_mask_to_frame(raw, info.height, info.width, turned=info.orientation.describe())
+    if warning:
+        warnings.warn(warning, MatanyoneWarning, stacklevel=3)
+    return masks.mask_for_model(raw, *size, erode=erode, dilate=dilate)
+
+
+def _describe_input(info) -> None:
+    if info.is_folder:
+        shown = ", ".join(info.frame_names[:3]) + (
+            f", ..., {info.frame_names[-1]}" if len(info.frame_names) > 3 else ""
+        )
+        log.info("input %s: %d frames in natural order: %s", info.name, info.frame_count, shown)
+        if info.skipped_names:
+            log.info("input %s: skipped hidden files %s", info.name, ", ".join(info.skipped_names))
+        return
+    turned = info.orientation.describe()
+    log.info(
+        "input %s: %dx%d (width x height as a player shows it%s), %.3f fps on average; each frame keeps its timestamp",
+        info.name,
+        info.width,
+        info.height,
+        f"; the stored frames are shown {turned}" if turned else "",
+        info.fps,
+    )
+
+
+def _matte(
+    input: str | Path,
+    mask: str | Path | np.ndarray,
+    *,
+    weights: str,
+    backend: str,
+    warmup: int,
+    erode: int,
+    dilate: int,
+    max_size: int,
+    start: int,
+    frames: int | None,
+    mem_frames: int,
+    mem_every: int,
+    precision: str,
+    placement: str | Mapping[str, str] | None,
+    threads: int | None,
+    modules: Mapping[str, Module] | None,
+    pipeline: bool | None,
+) -> Iterator[MatteFrame]:
+    from ..media import video
 
     info = video.probe(input)
+    _describe_input(info)
     height, width = video.scaled_size(info.height, info.width, max_size)
-    raw_mask = masks.load_mask(mask) if not isinstance(mask, np.ndarray) else mask
-    raw_mask, warning = masks.fit_mask_to_frame(raw_mask, info.height, info.width)
-    if warning:
-        import warnings
-
-        warnings.warn(warning, stacklevel=2)
-    masks.check_mask(raw_mask)
-    prepared = masks.prepare_mask(raw_mask, erode=erode, dilate=dilate)
-    if (height, width) != (info.height, info.width):
-        import cv2
-
-        prepared = cv2.resize(prepared, (width, height), interpolation=cv2.INTER_NEAREST)
-    if warmup < 0:
-        raise InputError(f"--warmup must be 0 or more, got {warmup}")
+    prepared = _first_frame_mask(mask, info, erode, dilate, (height, width))
 
     from ..engine.driver import clip_dims
 
@@ -84,29 +178,40 @@ def matte(
 
     from ..media.streaming import prefetch
 
-    source = video.iter_frames(input, start=start, count=frames)
+    source = video.iter_timed_frames(input, start=start, count=frames)
     if (height, width) != (info.height, info.width):
-        source = (video.resize_to_max_size(f, max_size) for f in source)
-    source = prefetch(source, depth=4)
-    kept: list[np.ndarray] = []
+        source = (video.TimedFrame(video.resize_to_max_size(f.rgb, max_size), f.time, f.duration) for f in source)
+    timed = prefetch(source, depth=4)
+    kept: list[video.TimedFrame] = []
 
     def remember(frames_in):
         for frame in frames_in:
             kept.append(frame)
-            yield frame
+            yield frame.rgb
 
     results = matte_frames(
         modules,
-        remember(source),
+        remember(timed),
         prepared,
         warmup=warmup,
         mem_frames=mem_frames,
         config=MemoryConfig(mem_every=mem_every),
         pipeline=bool(pipeline),
     )
-    for result in results:
-        rgb = kept.pop(0)
-        yield MatteFrame(result.index, rgb, result.alpha)
+    try:
+        for result in results:
+            frame = kept.pop(0)
+            yield MatteFrame(result.index, frame.rgb, result.alpha, frame.time, frame.duration)
+    finally:
+        _close(results)
+        _close(timed)
+
+
+def _close(iterator: object) -> None:
+    """Stop a generator now (its decode thread, its open file) rather than at garbage collection."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def convert_video(
@@ -123,11 +228,16 @@ def convert_video(
 ) -> list[Path]:
     """Matte a whole clip and write the chosen outputs; returns the written paths.
 
-    Nothing is left half-written: writers build under temporary names and rename on success.
+    Nothing is left half-written: writers build under temporary names and rename on success,
+    and OUTDIR is created only once the first matte is ready. Warnings (a resized mask, audio
+    that could not be carried) are issued as MatanyoneWarning.
     """
     from ..media import video, writers
     from ..media.streaming import BackgroundSink
 
+    check_run_options(
+        outputs=list(outputs), alpha_format=alpha_format, video_format=video_format, background=background, **options
+    )
     info = video.probe(input)
     writers.check_writable(Path(output_dir))
     matte_iter = matte(input, mask, **options)
@@ -145,8 +255,9 @@ def convert_video(
                     background=background,
                     video_format=video_format,
                     start_frame=options.get("start", 0),
+                    start_time=frame.time,
                 )
-                encoder = BackgroundSink(lambda f, s=sinks: s.write(f.rgb, f.alpha))
+                encoder = BackgroundSink(lambda f, s=sinks: s.write(f.rgb, f.alpha, f.time, f.duration))
             encoder.put(frame)
             if progress is not None:
                 progress(frame.index)
@@ -158,13 +269,16 @@ def convert_video(
         # and the video file close now. The original exception is what the caller sees.
         if encoder is not None:
             encoder.cancel()
-        matte_iter.close()
+        _close(matte_iter)
         if sinks is not None:
             sinks.abort()
         raise
     if sinks is None:
         raise InputError(f"{input} produced no frames (check --start and --frames)")
-    return list(sinks.close())
+    written = list(sinks.close())
+    for message in sinks.warnings:
+        warnings.warn(message, MatanyoneWarning, stacklevel=2)
+    return written
 
 
 def _resized_info(info, rgb: np.ndarray):

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
+import typer.core
 
 from .. import plugins
-from ..app.options import parse_size
+from ..app import interrupts
+from ..app.options import check_run_options, parse_size
 from ..bench.command import bench
 from ..engine.errors import MatanyoneError
 
@@ -29,7 +35,53 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+class OneLineErrors(typer.core.TyperCommand):
+    """A command whose usage errors (an unknown choice, a missing argument) are one ``error:``
+    line and exit 2, like every other refusal, instead of click's usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # typer's own (vendored) click usage errors derive from it
+            typer.echo(f"error: {exc.format_message()} (see `matanyone {info_name} --help`)", err=True)
+            raise typer.Exit(2) from None
+
+
+#: Fixed-value options as Literal types, so typer shows the choices in --help and refuses others;
+#: tests/test_inputs.py checks they list exactly the values the writers and backends take.
+AlphaFormat = Literal["png16", "png8", "video"]
+VideoFormat = Literal["prores", "webm"]
+Precision = Literal["fp32", "bf16", "fp16", "fast"]
+
+
+@contextmanager
+def _console(verbose: bool) -> Iterator[None]:
+    """Warnings as one ``warning:`` line each (never Python's file:line banner) and, with
+    --verbose, the pipeline's notes (input orientation, frame order, mask reading) on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        typer.echo(f"warning: {text}", err=True)
+
+    logger = logging.getLogger("matanyone_engine")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        if verbose:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            if verbose:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+
+
+@app.command(cls=OneLineErrors)
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
     mask: Path | None = typer.Option(
@@ -62,16 +114,16 @@ def run(
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
     dilate: int = typer.Option(10, help="Mask dilation kernel size; 0 disables."),
     max_size: int = typer.Option(-1, "--max-size", help="Cap the shorter side (downscale); -1 keeps the size."),
-    start: int = typer.Option(0, help="First input frame to process."),
-    frames: int | None = typer.Option(None, help="Number of frames to process."),
+    start: int = typer.Option(0, help="First input frame to process (0 is the first)."),
+    frames: int | None = typer.Option(None, help="Number of frames to process (default: all)."),
     outputs: list[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
-    alpha_format: str = typer.Option("png16", "--alpha-format", help="png16, png8 or video."),
+    alpha_format: AlphaFormat = typer.Option("png16", "--alpha-format", help="Alpha output."),
     background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
-    video_format: str = typer.Option("prores", "--video-format", help="Transparent video: prores or webm."),
-    precision: str = typer.Option(
+    video_format: VideoFormat = typer.Option("prores", "--video-format", help="Transparent video format."),
+    precision: Precision = typer.Option(
         "fp32",
-        help="fp32 | bf16 (torch: the official demo's CPU autocast) | fp16 | fast (each backend's quickest "
-        "precision within the official demo's accuracy; the choice is printed).",
+        help="bf16: torch's official-demo CPU autocast; fp16: fp16 exports; fast: each backend's quickest "
+        "precision within the official demo's accuracy (the choice is printed).",
     ),
     placement: str | None = typer.Option(
         None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."
@@ -84,6 +136,9 @@ def run(
         "the encoder is on a GPU/ANE).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say how the input and mask are read (rotation, frame order, mask kind)."
+    ),
 ) -> None:
     """Matte INPUT, writing one alpha frame per input frame under OUTPUT/<input name>/."""
     matte_clip(
@@ -93,6 +148,7 @@ def run(
         mask_box=mask_box,
         mask_provider=mask_provider,
         quiet=quiet,
+        verbose=verbose,
         outputs=[o.strip() for item in outputs for o in item.split(",") if o.strip()],
         alpha_format=alpha_format,
         background=background,
@@ -120,33 +176,37 @@ def matte_clip(
     mask_box: str | None,
     mask_provider: str | None,
     quiet: bool,
+    verbose: bool = False,
     **options: Any,
 ) -> None:
     """What ``run`` does with its parsed options; ``demo`` calls it too, with plain values.
 
     Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
-    default rather than a typer ``OptionInfo`` object."""
-    from ..app.api import convert_video
-    from ..app.loading import precision_plan
-    from ..media.mask_providers import first_frame_mask
-
+    default rather than a typer ``OptionInfo`` object. However it ends (bad input, Ctrl-C,
+    SIGTERM, SIGHUP), it ends with one line and either complete outputs or none."""
     started = time.perf_counter()
     progress_cb, finish = _progress(quiet)
     try:
-        first_mask = first_frame_mask(
-            input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
-        )
-        if options.get("precision") == "fast" and not quiet:
-            plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
-            for name, (chosen, why) in plan.items():
-                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
-        written = convert_video(input, first_mask, output, progress=progress_cb, **options)
+        with interrupts.signals_as_interrupts(), _console(verbose and not quiet):
+            check_run_options(**options)
+            from ..app.api import convert_video
+            from ..app.loading import precision_plan
+            from ..media.mask_providers import first_frame_mask
+
+            first_mask = first_frame_mask(
+                input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
+            )
+            if options.get("precision") == "fast" and not quiet:
+                plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
+                for name, (chosen, why) in plan.items():
+                    typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+            written = convert_video(input, first_mask, output, progress=progress_cb, **options)
     except MatanyoneError as exc:
         finish()
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         finish()
-        _fail("interrupted; no output was written", 130)
+        _fail(f"{interrupts.describe(exc)}; no output was written", interrupts.exit_code(exc))
     count = finish()
     if not quiet:
         elapsed = time.perf_counter() - started
@@ -156,6 +216,17 @@ def matte_clip(
             f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
             err=True,
         )
+        if Path(input).is_dir():
+            typer.echo(_folder_order(Path(input), options.get("start", 0), count), err=True)
+
+
+def _folder_order(folder: Path, start: int, count: int) -> str:
+    """'frames in natural order: 1.png, 2.png, ..., 10.png', the files the run actually read."""
+    from ..media.video import frame_files
+
+    names = [p.name for p in frame_files(folder)][start : start + count]
+    shown = names if len(names) <= 4 else [*names[:3], "...", names[-1]]
+    return f"frames read in natural order: {', '.join(shown)}"
 
 
 def _progress(quiet: bool):
@@ -356,8 +427,14 @@ app.command("bench")(bench)
 
 
 def main() -> None:
-    plugins.get_plugin_manager().hook.register_commands(cli=app)
-    app()
+    """The console script. Signals end start-up (plugin imports) as cleanly as a run."""
+    try:
+        with interrupts.signals_as_interrupts():
+            plugins.get_plugin_manager().hook.register_commands(cli=app)
+            app()
+    except KeyboardInterrupt as exc:
+        typer.echo(f"error: {interrupts.describe(exc)}", err=True)
+        sys.exit(interrupts.exit_code(exc))
 
 
 if __name__ == "__main__":

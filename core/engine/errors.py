@@ -37,3 +37,13 @@ class OutputError(MatanyoneError):
     """An output location that cannot be written."""
 
     exit_code = 6
+
+
+class OptionError(InputError):
+    """An option value that can never work (a negative frame count, an unknown format); raised
+    before any input is read or any weights load."""
+
+
+class MatanyoneWarning(UserWarning):
+    """Something a user should know that does not stop the run (a resized mask, dropped audio);
+    the CLI prints it as one ``warning:`` line."""
