@@ -15,6 +15,7 @@ from .. import plugins
 from ..app.options import parse_size
 from ..bench.command import bench
 from ..engine.errors import MatanyoneError
+from .batch import register as register_batch
 
 app = typer.Typer(
     add_completion=False,
@@ -125,35 +126,39 @@ def matte_clip(
     """What ``run`` does with its parsed options; ``demo`` calls it too, with plain values.
 
     Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
-    default rather than a typer ``OptionInfo`` object."""
-    from ..app.api import convert_video
-    from ..app.loading import precision_plan
-    from ..media.mask_providers import first_frame_mask
+    default rather than a typer ``OptionInfo`` object. The work is ``app.jobs.run_clip`` (which
+    ``batch`` runs for each clip); this only prints."""
+    from ..app.jobs import run_clip
 
-    started = time.perf_counter()
-    progress_cb, finish = _progress(quiet)
-    try:
-        first_mask = first_frame_mask(
-            input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
-        )
-        if options.get("precision") == "fast" and not quiet:
-            plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
+    def announce(plan) -> None:
+        if not quiet:
             for name, (chosen, why) in plan.items():
                 typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
-        written = convert_video(input, first_mask, output, progress=progress_cb, **options)
+
+    progress_cb, finish = _progress(quiet)
+    try:
+        result = run_clip(
+            input,
+            output,
+            mask=mask,
+            mask_box=mask_box,
+            mask_provider=mask_provider,
+            progress=progress_cb,
+            announce=announce,
+            **options,
+        )
     except MatanyoneError as exc:
         finish()
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         finish()
         _fail("interrupted; no output was written", 130)
-    count = finish()
+    finish()
     if not quiet:
-        elapsed = time.perf_counter() - started
-        fps = count / elapsed if elapsed > 0 else 0.0
-        names = ", ".join(str(p) for p in written)
+        names = ", ".join(str(p) for p in result.outputs)
         typer.echo(
-            f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
+            f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) with "
+            f"{result.backend} {result.precision}: {names}",
             err=True,
         )
 
@@ -353,6 +358,7 @@ def doctor() -> None:
 
 
 app.command("bench")(bench)
+register_batch(app, run)
 
 
 def main() -> None:
