@@ -205,6 +205,8 @@ def test_bad_batch_options_are_one_line(source, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert expected in result.output, (args, result.output)
     assert not out.exists()
+    into_source = cli("batch", source, "-o", source, *CLIP)
+    assert into_source.exit_code == 2 and "is the source folder" in into_source.output
 
 
 def test_ray_executor_without_ray_says_how_to_install(source, tmp_path, monkeypatch):

@@ -133,6 +133,11 @@ def _rows(source: Path, outdir: Path) -> tuple[list[tuple[str, dict[str, Any]]],
     if not source.exists():
         raise InputError(f"batch source not found: {source}; pass a folder of clips or a .csv/.jsonl manifest")
     if source.is_dir():
+        if source.resolve() == outdir.resolve():
+            raise InputError(
+                f"-o {outdir} is the source folder: choose another output folder (output videos there "
+                "would be taken for clips by the next run)"
+            )
         rows = list(_folder_rows(source, outdir))
         if not rows:
             kinds = ", ".join(VIDEO_EXTENSIONS[:4])

@@ -100,7 +100,7 @@ class RayExecutor:
             self._check_feasible()
             task = ray.remote(num_cpus=self.cpus_per_clip, num_gpus=self.gpus_per_clip, max_retries=0)(execute_clip)
             for job in jobs:
-                payload = job.to_json()
+                payload = {**job.to_json(), "options": dict(job.options)}
                 if payload["options"].get("threads") is None:
                     payload["options"]["threads"] = max(1, int(self.cpus_per_clip))
                 refs[task.remote(payload)] = job
