@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,22 @@ def _members(hint: Any) -> tuple[Any, ...]:
 def _rank(hint: Any) -> int:
     """Try the strict readings first: "5" is the number 5 where a number is allowed, "a,b" a
     list where a list is, and only otherwise the text itself."""
-    origin = typing.get_origin(hint) or hint
-    order: list[Any] = [type(None), bool, int, float, tuple, list, Iterable, dict, Mapping, str, Path]
-    for index, kind in enumerate(order):
-        try:
-            if origin is kind or (isinstance(origin, type) and isinstance(kind, type) and issubclass(origin, kind)):
-                return index
-        except TypeError:
-            continue
-    return len(order)
+    if hint is type(None):
+        return 0
+    if hint is bool:
+        return 1
+    if hint is int:
+        return 2
+    if hint is float:
+        return 3
+    origin = typing.get_origin(hint)
+    if _is_sequence(origin):
+        return 4
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return 5
+    if hint in (str, Path):
+        return 6
+    return 7
 
 
 def _is_sequence(origin: Any) -> bool:
