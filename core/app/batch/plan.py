@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...engine.errors import InputError
-from ...media.video import IMAGE_EXTENSIONS, clip_name, frame_files
+from ...media.video import clip_name, frame_files
 from ..clip_options import BACKEND_OPTIONS, Keyword, check_backends, check_options, clip_keywords, normalise_key
 
 #: Video file extensions a source folder is scanned for (anything FFmpeg reads can be listed in a
@@ -219,4 +219,4 @@ def plan_jobs(
     return jobs
 
 
-__all__ = ["IMAGE_EXTENSIONS", "STATE_DIR", "VIDEO_EXTENSIONS", "ClipJob", "plan_jobs", "record_key"]
+__all__ = ["STATE_DIR", "VIDEO_EXTENSIONS", "ClipJob", "plan_jobs", "record_key"]
