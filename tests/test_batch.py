@@ -108,6 +108,7 @@ def assert_three_done_one_failed(report: dict) -> None:
 
 
 def test_ray_batch_matches_run_records_the_broken_clip_and_resumes(source, run_alpha, tmp_path):
+    """Four clips, one broken, as Ray tasks two at a time on a local Ray the command starts."""
     pytest.importorskip("ray")
     out = tmp_path / "out"
     result = cli("batch", source, "-o", out, "--executor", "ray", "--jobs", "2", *CLIP, "--set", "mem_every=5")
@@ -124,7 +125,11 @@ def test_ray_batch_matches_run_records_the_broken_clip_and_resumes(source, run_a
 
     assert not ray.is_initialized(), "the batch stops the Ray instance it started"
 
-    again = cli("batch", source, "-o", out, "--executor", "ray", "--jobs", "2", *CLIP, "--set", "mem_every=5")
+    # the rerun, as a JSON Lines manifest of the same clips: the same jobs, so the three are skipped
+    manifest = source.parent / "clips.jsonl"
+    rows = [{"input": f"src/{n}.mp4", "mask": f"src/{n}.png", "mem_every": 5} for n in ("a", "b", "c", "d")]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    again = cli("batch", manifest, "-o", out, "--executor", "ray", "--jobs", "2", *CLIP)
     assert again.exit_code == 1, again.output
     assert statuses(report_of(out)) == {"a": "skipped", "b": "skipped", "c": "skipped", "d": "failed"}
     assert_same_as_run(out, run_alpha)
