@@ -285,3 +285,13 @@ def _resized_info(info, rgb: np.ndarray):
     from dataclasses import replace
 
     return replace(info, height=rgb.shape[0], width=rgb.shape[1])
+
+
+def batch(source: str | Path, output_dir: str | Path, **kwargs):
+    """Matte every clip of a folder or manifest into ``output_dir``, resumably; returns the
+    BatchReport (also written to ``output_dir/batch-report.json``). See docs/batch.md and
+    ``app.batch.runner.run_batch`` for the keywords (executor, jobs, address, cpus_per_clip,
+    gpus_per_clip, force, observer, and any per-clip option of ``convert_video``)."""
+    from .batch import run_batch
+
+    return run_batch(source, output_dir, **kwargs)

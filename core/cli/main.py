@@ -21,6 +21,7 @@ from ..app import interrupts
 from ..app.options import check_run_options, parse_size
 from ..bench.command import bench
 from ..engine.errors import MatanyoneError
+from .batch import register as register_batch
 
 app = typer.Typer(
     add_completion=False,
@@ -182,42 +183,46 @@ def matte_clip(
     """What ``run`` does with its parsed options; ``demo`` calls it too, with plain values.
 
     Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
-    default rather than a typer ``OptionInfo`` object. However it ends (bad input, Ctrl-C,
+    default rather than a typer ``OptionInfo`` object. The work is ``app.jobs.run_clip`` (which
+    ``batch`` runs for each clip); this only prints. However it ends (bad input, Ctrl-C,
     SIGTERM, SIGHUP), it ends with one line and either complete outputs or none."""
-    started = time.perf_counter()
+    from ..app.jobs import run_clip
+
+    def announce(plan) -> None:
+        if not quiet:
+            for name, (chosen, why) in plan.items():
+                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+
     progress_cb, finish = _progress(quiet)
     try:
         with interrupts.signals_as_interrupts(), _console(verbose and not quiet):
             check_run_options(**options)
-            from ..app.api import convert_video
-            from ..app.loading import precision_plan
-            from ..media.mask_providers import first_frame_mask
-
-            first_mask = first_frame_mask(
-                input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
+            result = run_clip(
+                input,
+                output,
+                mask=mask,
+                mask_box=mask_box,
+                mask_provider=mask_provider,
+                progress=progress_cb,
+                announce=announce,
+                **options,
             )
-            if options.get("precision") == "fast" and not quiet:
-                plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
-                for name, (chosen, why) in plan.items():
-                    typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
-            written = convert_video(input, first_mask, output, progress=progress_cb, **options)
     except MatanyoneError as exc:
         finish()
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt as exc:
         finish()
         _fail(f"{interrupts.describe(exc)}; no output was written", interrupts.exit_code(exc))
-    count = finish()
+    finish()
     if not quiet:
-        elapsed = time.perf_counter() - started
-        fps = count / elapsed if elapsed > 0 else 0.0
-        names = ", ".join(str(p) for p in written)
+        names = ", ".join(str(p) for p in result.outputs)
         typer.echo(
-            f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
+            f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) with "
+            f"{result.backend} {result.precision}: {names}",
             err=True,
         )
         if Path(input).is_dir():
-            typer.echo(_folder_order(Path(input), options.get("start", 0), count), err=True)
+            typer.echo(_folder_order(Path(input), options.get("start", 0), result.frames), err=True)
 
 
 def _folder_order(folder: Path, start: int, count: int) -> str:
@@ -424,6 +429,7 @@ def doctor() -> None:
 
 
 app.command("bench")(bench)
+register_batch(app, run)
 
 
 def main() -> None:

@@ -81,6 +81,13 @@ def probe(path: str | Path) -> VideoInfo:
     return _probe_video(path)
 
 
+def clip_name(path: str | Path) -> str:
+    """The name a clip's outputs are filed under (OUTDIR/<name>/...): a video's stem, a frame
+    folder's own name. ``batch`` needs it before probing, to find clashes and leftovers."""
+    path = Path(path).expanduser()
+    return path.resolve().name if path.is_dir() else path.stem
+
+
 def iter_frames(path: str | Path, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
     """Yield upright HxWx3 uint8 RGB frames ``start`` .. ``start + count`` one at a time.
 
@@ -196,7 +203,7 @@ def _probe_folder(folder: Path) -> VideoInfo:
     width, height = _image_size(files[0])
     return VideoInfo(
         path=folder,
-        name=folder.resolve().name,
+        name=clip_name(folder),
         width=width,
         height=height,
         fps=FOLDER_FPS,
@@ -349,7 +356,7 @@ def _probe_video(path: Path) -> VideoInfo:
         width, height = orientation.displayed_size(first.width, first.height)
         return VideoInfo(
             path=path,
-            name=path.stem,
+            name=clip_name(path),
             width=width,
             height=height,
             fps=fps,

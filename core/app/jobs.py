@@ -1,0 +1,116 @@
+"""One clip, start to finish: what ``matanyone run`` does, as a plain function.
+
+``run``, ``demo`` and every clip of ``batch`` (in this process, a worker process or a Ray task)
+call ``run_clip``, so a clip matted in a batch gets exactly the outputs ``run`` writes for it; the
+CLI around it only parses options and prints. The result carries what a report needs: frames,
+seconds, written paths, and the backend and precision the options resolved to on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .api import convert_video
+from .loading import DEFAULT_BACKEND, module_backends, precision_plan
+
+#: What a precision plan is: {backend name: (concrete precision, why)}.
+PrecisionPlan = dict[str, tuple[str, str]]
+
+
+@dataclass
+class ClipResult:
+    """What one matted clip produced, and with what."""
+
+    input: Path
+    frames: int
+    seconds: float
+    outputs: list[Path]
+    backend: str
+    precision: str
+    plan: PrecisionPlan = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def describe_backends(backend: str, placement: str | Mapping[str, str] | None) -> str:
+    """``torch``, or ``onnx-cpu (read=torch)`` when a placement (or ``auto``'s profile) splits the
+    modules: the backend most modules run on, then the exceptions."""
+    table = module_backends(backend, placement)
+    names = list(table.values())
+    main = max(dict.fromkeys(names), key=names.count)
+    others = ",".join(f"{m}={b}" for m, b in table.items() if b != main)
+    return f"{main} ({others})" if others else main
+
+
+def describe_precision(plan: PrecisionPlan) -> str:
+    """``fp32``, or ``onnx-cpu=fp32,torch=bf16`` when the backends of one run differ."""
+    chosen = {name: concrete for name, (concrete, _) in plan.items()}
+    if len(set(chosen.values())) == 1:
+        return next(iter(chosen.values()))
+    return ",".join(f"{name}={concrete}" for name, concrete in chosen.items())
+
+
+def run_clip(
+    input: str | Path,
+    output: str | Path,
+    *,
+    mask: str | Path | np.ndarray | None = None,
+    mask_box: str | None = None,
+    mask_provider: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    announce: Callable[[PrecisionPlan], None] | None = None,
+    **options: Any,
+) -> ClipResult:
+    """Resolve the first-frame mask, matte ``input`` into ``output`` with ``convert_video``, and
+    say what ran. ``options`` are ``convert_video``/``matte`` keywords; ``announce`` hears the
+    precision plan of ``--precision fast`` before the model loads (``run`` prints it)."""
+    from ..media.mask_providers import first_frame_mask
+
+    started = time.perf_counter()
+    backend = options.get("backend", DEFAULT_BACKEND)
+    placement = options.get("placement")
+    first_mask = (
+        mask
+        if isinstance(mask, np.ndarray) and mask_box is None and mask_provider is None
+        else first_frame_mask(
+            input,
+            mask=mask if not isinstance(mask, np.ndarray) else None,
+            mask_box=mask_box,
+            mask_provider=mask_provider,
+            start=options.get("start", 0),
+        )
+    )
+    plan: PrecisionPlan | None = None
+    if announce is not None and options.get("precision") == "fast":
+        # only `fast` has something to say; any other precision is resolved after the run, so a bad
+        # input is still reported before a backend problem, as convert_video orders its checks
+        plan = precision_plan(backend, "fast", placement)
+        announce(plan)
+    count = 0
+
+    def counted(index: int) -> None:
+        nonlocal count
+        count = index + 1
+        if progress is not None:
+            progress(index)
+
+    written = convert_video(input, first_mask, output, progress=counted, **options)
+    if plan is None:
+        plan = precision_plan(backend, options.get("precision", "fp32"), placement)
+    return ClipResult(
+        input=Path(input),
+        frames=count,
+        seconds=time.perf_counter() - started,
+        outputs=list(written),
+        backend=describe_backends(backend, placement),
+        precision=describe_precision(plan),
+        plan=plan,
+    )
