@@ -4,6 +4,7 @@ from matanyone_engine.core.api import convert_video, matte
 convert_video("clip.mp4", "mask.png", "out/", weights="seeded:v1-pm", outputs=["alpha", "rgba"])
 for frame in matte("clip.mp4", "mask.png", weights="seeded:v1-pm"):
     frame.alpha  # (H, W) float32 in [0, 1]
+convert_video("clip.mp4", "mask.png", "out/", models="exported/", backend="onnx-cpu")  # no torch needed
 """
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ import numpy as np
 
 from ..engine.driver import matte_frames
 from ..engine.errors import InputError
+from ..engine.fixed_size import matte_fixed_size
+from ..engine.padding import padded_size
 from ..engine.protocol import Module
+from ..engine.spec import Dims
 from ..engine.state import MemoryConfig
-from .loading import DEFAULT_BACKEND, load_modules, pipeline_pays
+from .loading import DEFAULT_BACKEND, backend_for, fixed_module_size, load_modules, pipeline_pays
+from .models import open_model_folder, settle_request
+from .options import parse_size
+
+#: What ``weights``, ``precision`` and ``mem_frames`` mean when left out and no model folder decides.
+DEFAULT_WEIGHTS = "seeded:v1-pm"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_MEM_FRAMES = 5
 
 
 @dataclass
@@ -32,7 +43,7 @@ def matte(
     input: str | Path,
     mask: str | Path | np.ndarray,
     *,
-    weights: str = "seeded:v1-pm",
+    weights: str | None = None,
     backend: str = DEFAULT_BACKEND,
     warmup: int = 10,
     erode: int = 10,
@@ -40,13 +51,15 @@ def matte(
     max_size: int = -1,
     start: int = 0,
     frames: int | None = None,
-    mem_frames: int = 5,
+    mem_frames: int | None = None,
     mem_every: int = 5,
-    precision: str = "fp32",
+    precision: str | None = None,
     placement: str | Mapping[str, str] | None = None,
     threads: int | None = None,
     modules: Mapping[str, Module] | None = None,
     pipeline: bool | None = None,
+    models: str | Path | None = None,
+    package_size: str | tuple[int, int] | None = None,
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
@@ -54,6 +67,16 @@ def matte(
     ``precision="fast"`` lets each backend pick its quickest precision within the official
     demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
     ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
+
+    ``models`` is a folder written by ``matanyone export``: its manifest decides the size, memory
+    frames, precision and weights (options left out take them; contradicting ones are refused),
+    and no checkpoint or torch is needed. ``weights``, ``precision`` and ``mem_frames`` otherwise
+    default to seeded:v1-pm, fp32 and 5.
+
+    Fixed-size modules — a model folder, ``package_size`` ("HxW" or (H, W)), or a backend that
+    declares ``fixed_size`` (Core ML, 432x768) — are loaded once at that size; each clip is fitted
+    to it (portrait rotated to landscape, other aspect ratios letter-boxed) and its alpha comes
+    back at the clip's own size (after ``max_size``).
     """
     from ..media import masks, video
 
@@ -74,11 +97,28 @@ def matte(
     if warmup < 0:
         raise InputError(f"--warmup must be 0 or more, got {warmup}")
 
+    asked_size = parse_size(package_size, "package_size") if isinstance(package_size, str) else package_size
+    folder = open_model_folder(models) if models is not None else None
+    if folder is not None:
+        weights, precision, mem_frames = settle_request(
+            folder, weights=weights, precision=precision, mem_frames=mem_frames, size=asked_size
+        )
+        backend = backend_for(backend, folder)
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    precision = DEFAULT_PRECISION if precision is None else precision
+    mem_frames = DEFAULT_MEM_FRAMES if mem_frames is None else mem_frames
+
     from ..engine.driver import clip_dims
 
-    dims, _ = clip_dims(height, width, mem_frames)
     if modules is None:
-        modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
+        fixed = fixed_module_size(backend, placement, folder=folder, package_size=asked_size)
+    else:  # the caller's own modules: fixed-size only when the call says so
+        fixed = folder.size if folder is not None else (padded_size(*asked_size) if asked_size else None)
+    dims = Dims(*fixed, mem_frames) if fixed is not None else clip_dims(height, width, mem_frames)[0]
+    if modules is None:
+        modules = load_modules(
+            backend, weights, dims, precision=precision, placement=placement, threads=threads, models=folder
+        )
         if pipeline is None:
             pipeline = pipeline_pays(backend, placement)
 
@@ -95,15 +135,28 @@ def matte(
             kept.append(frame)
             yield frame
 
-    results = matte_frames(
-        modules,
-        remember(source),
-        prepared,
-        warmup=warmup,
-        mem_frames=mem_frames,
-        config=MemoryConfig(mem_every=mem_every),
-        pipeline=bool(pipeline),
-    )
+    config = MemoryConfig(mem_every=mem_every)
+    if fixed is None:
+        results = matte_frames(
+            modules,
+            remember(source),
+            prepared,
+            warmup=warmup,
+            mem_frames=mem_frames,
+            config=config,
+            pipeline=bool(pipeline),
+        )
+    else:
+        results = matte_fixed_size(
+            modules,
+            remember(source),
+            prepared,
+            fixed,
+            warmup=warmup,
+            mem_frames=mem_frames,
+            config=config,
+            pipeline=bool(pipeline),
+        )
     for result in results:
         rgb = kept.pop(0)
         yield MatteFrame(result.index, rgb, result.alpha)
