@@ -380,3 +380,26 @@ def test_exported_manifest_records_every_file_and_detects_changes(folder, tmp_pa
     assert file_problems(copy, manifest) == [
         "encoder.onnx was altered since export (its sha256 differs from the manifest's)"
     ]
+
+
+def test_a_folder_is_hashed_once_while_its_files_are_unchanged(folder, tmp_path, monkeypatch):
+    from matanyone_engine.core.app import models as models_module
+
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    calls = []
+    real = models_module.file_problems
+    monkeypatch.setattr(models_module, "file_problems", lambda d, m: calls.append(d) or real(d, m))
+    models_module.open_model_folder(copy)
+    models_module.open_model_folder(copy)
+    assert len(calls) == 1
+    os.utime(copy / "read.onnx", ns=(1, 1))  # touched: checked again
+    models_module.open_model_folder(copy)
+    assert len(calls) == 2
+
+
+def test_fast_precision_takes_the_folders(folder, tmp_path):
+    frames = [frame_pattern(i, 64, 96) for i in range(2)]
+    mask = np.zeros((64, 96), np.uint8)
+    mask[12:52, 24:72] = 255
+    results = list(matte(frame_folder(tmp_path / "f", frames), mask, models=folder, precision="fast", warmup=0))
+    assert [r.alpha.shape for r in results] == [(64, 96), (64, 96)]
