@@ -4,8 +4,9 @@ One backend per execution provider (CPU, CUDA, CoreML, OpenVINO). All are regist
 machine so `matanyone backends` can say why one cannot run; ``available()`` only asks
 onnxruntime which providers its build has, it never loads a model.
 
-``load()`` takes artifacts from ``request.options["artifacts"]`` (a directory with a manifest,
-checked against the request) or from the artifact cache, exporting them first when absent.
+``load()`` takes artifacts from ``request.options["artifacts"]`` (a folder written by ``matanyone
+export --format onnx``, checked against the request: ``run --models DIR``) or from the artifact
+cache, exporting them first when absent (which needs torch; a folder does not).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ class OrtModule:
     to ``session.run``, which wraps contiguous float32 CPU arrays without copying.
     """
 
-    def __init__(self, spec: ModuleSpec, session: Any, dims: Dims):
+    def __init__(self, spec: ModuleSpec, session: Any, dims: Dims, flops: int | None = None):
         self.spec = spec
         self.session = session
+        self.flops = flops  # counted at export time (the manifest), read by bench
         self._inputs = tuple((t.name, t.resolve(dims)) for t in spec.inputs)
         self._output_names = list(spec.output_names)
 
@@ -110,6 +112,8 @@ class OrtBackend:
     name: str
     provider: str
     description: str
+    #: What ``matanyone export --format`` writes for this backend (``run --models`` checks it).
+    artifact_format = "onnx"
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -234,7 +238,7 @@ class OrtBackend:
                     f"backend {self.name}: onnxruntime did not enable {self.provider} for {name} "
                     f"(got {', '.join(session.get_providers())})"
                 )
-            modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims)
+            modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims, manifest.flops.get(name))
         return modules
 
 

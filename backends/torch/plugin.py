@@ -58,8 +58,12 @@ class TorchBackend:
     def available(self) -> tuple[bool, str]:
         try:
             import torch
-        except ImportError:
-            return False, "PyTorch is not installed (pip install torch==2.13.0)"
+        except ImportError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return False, (
+                f"PyTorch does not import here ({reason}); install the torch extra: "
+                "pip install torch==2.13.0 'matanyone-engine[torch]'"
+            )
         if self.device_type == "cuda" and not torch.cuda.is_available():
             return False, "no CUDA device visible to PyTorch"
         if self.device_type == "mps" and not (

@@ -2,6 +2,7 @@
 
 from matanyone_engine.core.api import convert_video, matte
 convert_video("clip.mp4", "mask.png", "out/", weights="seeded:v1-pm", outputs=["alpha", "rgba"])
+convert_video("clip.mp4", "mask.png", "out/", models="exported/", backend="onnx-cpu")  # no torch needed
 for frame in matte("clip.mp4", "mask.png", weights="seeded:v1-pm"):
     frame.alpha  # (H, W) float32 in [0, 1]
 """
@@ -19,12 +20,21 @@ import numpy as np
 
 from ..engine.driver import matte_frames
 from ..engine.errors import InputError, MatanyoneWarning
+from ..engine.fixed_size import matte_fixed_size
+from ..engine.padding import padded_size
 from ..engine.protocol import Module
+from ..engine.spec import Dims
 from ..engine.state import MemoryConfig
-from .loading import DEFAULT_BACKEND, load_modules, pipeline_pays
-from .options import check_run_options
+from .loading import DEFAULT_BACKEND, backend_for, fixed_module_size, load_modules, pipeline_pays
+from .models import open_model_folder, settle_request
+from .options import check_run_options, parse_size
 
 log = logging.getLogger(__name__)
+
+#: What ``weights``, ``precision`` and ``mem_frames`` mean when left out and no model folder decides.
+DEFAULT_WEIGHTS = "seeded:v1-pm"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_MEM_FRAMES = 5
 
 
 @dataclass
@@ -40,7 +50,7 @@ def matte(
     input: str | Path,
     mask: str | Path | np.ndarray,
     *,
-    weights: str = "seeded:v1-pm",
+    weights: str | None = None,
     backend: str = DEFAULT_BACKEND,
     warmup: int = 10,
     erode: int = 10,
@@ -48,13 +58,15 @@ def matte(
     max_size: int = -1,
     start: int = 0,
     frames: int | None = None,
-    mem_frames: int = 5,
+    mem_frames: int | None = None,
     mem_every: int = 5,
-    precision: str = "fp32",
+    precision: str | None = None,
     placement: str | Mapping[str, str] | None = None,
     threads: int | None = None,
     modules: Mapping[str, Module] | None = None,
     pipeline: bool | None = None,
+    models: str | Path | None = None,
+    package_size: str | tuple[int, int] | None = None,
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
@@ -64,6 +76,16 @@ def matte(
     demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
     ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
     Frames are upright (a phone clip's display rotation applied) and carry their timestamps.
+
+    ``models`` is a folder written by ``matanyone export``: its manifest decides the size, memory
+    frames, precision and weights (options left out take them; contradicting ones are refused),
+    and no checkpoint or torch is needed. ``weights``, ``precision`` and ``mem_frames`` otherwise
+    default to seeded:v1-pm, fp32 and 5.
+
+    Fixed-size modules (a model folder, ``package_size`` "HxW" or (H, W), or a backend that
+    declares ``fixed_size``: Core ML, 432x768) are loaded once at that size; each clip is fitted to
+    it (portrait rotated to landscape, other aspect ratios letter-boxed) and its alpha comes back
+    at the clip's own size (after ``max_size``).
     """
     check_run_options(
         warmup=warmup,
@@ -72,9 +94,9 @@ def matte(
         max_size=max_size,
         start=start,
         frames=frames,
-        mem_frames=mem_frames,
+        mem_frames=DEFAULT_MEM_FRAMES if mem_frames is None else mem_frames,
         mem_every=mem_every,
-        precision=precision,
+        precision=DEFAULT_PRECISION if precision is None else precision,
         threads=threads,
     )
     return _matte(
@@ -95,6 +117,8 @@ def matte(
         threads=threads,
         modules=modules,
         pipeline=pipeline,
+        models=models,
+        package_size=package_size,
     )
 
 
@@ -145,7 +169,7 @@ def _matte(
     input: str | Path,
     mask: str | Path | np.ndarray,
     *,
-    weights: str,
+    weights: str | None,
     backend: str,
     warmup: int,
     erode: int,
@@ -153,13 +177,15 @@ def _matte(
     max_size: int,
     start: int,
     frames: int | None,
-    mem_frames: int,
+    mem_frames: int | None,
     mem_every: int,
-    precision: str,
+    precision: str | None,
     placement: str | Mapping[str, str] | None,
     threads: int | None,
     modules: Mapping[str, Module] | None,
     pipeline: bool | None,
+    models: str | Path | None,
+    package_size: str | tuple[int, int] | None,
 ) -> Iterator[MatteFrame]:
     from ..media import video
 
@@ -168,11 +194,28 @@ def _matte(
     height, width = video.scaled_size(info.height, info.width, max_size)
     prepared = _first_frame_mask(mask, info, erode, dilate, (height, width))
 
+    asked_size = parse_size(package_size, "package_size") if isinstance(package_size, str) else package_size
+    folder = open_model_folder(models) if models is not None else None
+    if folder is not None:
+        weights, precision, mem_frames = settle_request(
+            folder, weights=weights, precision=precision, mem_frames=mem_frames, size=asked_size
+        )
+        backend = backend_for(backend, folder)
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    precision = DEFAULT_PRECISION if precision is None else precision
+    mem_frames = DEFAULT_MEM_FRAMES if mem_frames is None else mem_frames
+
     from ..engine.driver import clip_dims
 
-    dims, _ = clip_dims(height, width, mem_frames)
     if modules is None:
-        modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
+        fixed = fixed_module_size(backend, placement, folder=folder, package_size=asked_size)
+    else:  # the caller's own modules: fixed-size only when the call says so
+        fixed = folder.size if folder is not None else (padded_size(*asked_size) if asked_size else None)
+    dims = Dims(*fixed, mem_frames) if fixed is not None else clip_dims(height, width, mem_frames)[0]
+    if modules is None:
+        modules = load_modules(
+            backend, weights, dims, precision=precision, placement=placement, threads=threads, models=folder
+        )
         if pipeline is None:
             pipeline = pipeline_pays(backend, placement)
 
@@ -189,15 +232,28 @@ def _matte(
             kept.append(frame)
             yield frame.rgb
 
-    results = matte_frames(
-        modules,
-        remember(timed),
-        prepared,
-        warmup=warmup,
-        mem_frames=mem_frames,
-        config=MemoryConfig(mem_every=mem_every),
-        pipeline=bool(pipeline),
-    )
+    config = MemoryConfig(mem_every=mem_every)
+    if fixed is None:
+        results = matte_frames(
+            modules,
+            remember(timed),
+            prepared,
+            warmup=warmup,
+            mem_frames=mem_frames,
+            config=config,
+            pipeline=bool(pipeline),
+        )
+    else:
+        results = matte_fixed_size(
+            modules,
+            remember(timed),
+            prepared,
+            fixed,
+            warmup=warmup,
+            mem_frames=mem_frames,
+            config=config,
+            pipeline=bool(pipeline),
+        )
     try:
         for result in results:
             frame = kept.pop(0)

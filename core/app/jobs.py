@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .api import convert_video
-from .loading import DEFAULT_BACKEND, module_backends, precision_plan
+from .loading import DEFAULT_BACKEND, backend_for, module_backends, precision_plan
+from .models import open_model_folder
 
 #: What a precision plan is: {backend name: (concrete precision, why)}.
 PrecisionPlan = dict[str, tuple[str, str]]
@@ -77,6 +78,12 @@ def run_clip(
     started = time.perf_counter()
     backend = options.get("backend", DEFAULT_BACKEND)
     placement = options.get("placement")
+    precision = options.get("precision")
+    if options.get("models") is not None:  # the folder's manifest decides what `auto` and a left-out precision mean
+        folder = open_model_folder(options["models"])
+        backend = backend_for(backend, folder)
+        precision = precision or folder.manifest.precision
+    precision = precision or "fp32"
     first_mask = (
         mask
         if isinstance(mask, np.ndarray) and mask_box is None and mask_provider is None
@@ -89,7 +96,7 @@ def run_clip(
         )
     )
     plan: PrecisionPlan | None = None
-    if announce is not None and options.get("precision") == "fast":
+    if announce is not None and precision == "fast":
         # only `fast` has something to say; any other precision is resolved after the run, so a bad
         # input is still reported before a backend problem, as convert_video orders its checks
         plan = precision_plan(backend, "fast", placement)
@@ -104,7 +111,7 @@ def run_clip(
 
     written = convert_video(input, first_mask, output, progress=counted, **options)
     if plan is None:
-        plan = precision_plan(backend, options.get("precision", "fp32"), placement)
+        plan = precision_plan(backend, precision, placement)
     return ClipResult(
         input=Path(input),
         frames=count,

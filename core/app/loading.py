@@ -1,8 +1,8 @@
 """Which backend serves each module, and loading them: the one place that decides.
 
 ``run``, ``convert_video``/``matte``, ``bench`` and ``batch`` all resolve ``--backend auto``,
-``--placement`` and ``--precision fast`` through these functions, so what the benchmark measures
-is what a run would run.
+``--placement``, ``--precision fast``, ``--models`` and fixed-size modules through these
+functions, so what the benchmark measures is what a run would run.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from typing import Any
 from .. import plugins
 from ..engine.errors import BackendError
 from ..engine.files import atomic_write_json
+from ..engine.padding import padded_size
 from ..engine.precision import resolve as resolve_precision
 from ..engine.protocol import LoadRequest, Module
 from ..engine.spec import MODULE_NAMES, VARIANT_OF, Dims
+from .models import ModelFolder
 
 DEFAULT_BACKEND = "auto"
 #: Without a measured placement profile, `auto` takes the first of these that runs here.
@@ -149,6 +151,72 @@ def resolve_backend(name: str) -> Any:
     return backend
 
 
+# ------------------------------------------------------------------------------ model folders
+
+
+def folder_backends(folder: ModelFolder) -> list[str]:
+    """Backends that run ``folder``'s format here, in ``auto``'s order of preference."""
+    table = plugins.backends()
+    order = [n for n in AUTO_PREFERENCE if n in table] + sorted(set(table) - set(AUTO_PREFERENCE))
+    return [n for n in order if getattr(table[n], "artifact_format", None) == folder.format and runs_here(n)]
+
+
+def backend_for(backend: str, folder: ModelFolder | None) -> str:
+    """``backend`` with ``auto`` resolved for a model folder: the first backend (in ``auto``'s order)
+    that runs the folder's format here. Without a folder, or for a named backend, unchanged."""
+    if backend != "auto" or folder is None:
+        return backend
+    runnable = folder_backends(folder)
+    if not runnable:
+        install = {"onnx": "pip install 'matanyone-engine[onnx]'", "coreml": "macOS 13+ with coremltools"}
+        raise BackendError(
+            f"no backend that runs {folder.format} models is available here (needs "
+            f"{install.get(folder.format, 'its plugin')}; see `matanyone backends`)"
+        )
+    return runnable[0]
+
+
+def check_runs_folder(name: str, backend: Any, folder: ModelFolder) -> None:
+    """Refuse a backend that cannot run ``folder`` (it runs another format, or no folders at all)."""
+    runs = getattr(backend, "artifact_format", None)
+    if runs == folder.format:
+        return
+    fitting = ", ".join(folder_backends(folder)) or "none available here; see `matanyone backends`"
+    if runs is None:
+        raise BackendError(
+            f"backend {name} builds its modules from --weights and does not run exported folders; for "
+            f"--models {folder.directory} ({folder.format}) use --backend {fitting}"
+        )
+    raise BackendError(
+        f"--models {folder.directory} holds {folder.format} models but backend {name} runs {runs}; use "
+        f"--backend {fitting}, or export for it: {folder.export_command(format=runs)}"
+    )
+
+
+def fixed_module_size(
+    backend: str,
+    placement: str | Mapping[str, str] | None = None,
+    *,
+    folder: ModelFolder | None = None,
+    package_size: tuple[int, int] | None = None,
+) -> tuple[int, int] | None:
+    """(H, W) the modules are built for when they are fixed-size; None when built for each clip.
+
+    A model folder has its export size; ``package_size`` asks for one (rounded up to multiples of
+    16); otherwise a backend that declares ``fixed_size`` (Core ML: its packages) fixes it for
+    every module. Clips are then fitted to that size (core/engine/fixed_size.py).
+    """
+    if folder is not None:
+        return folder.size
+    if package_size is not None:
+        return padded_size(*package_size)
+    for name in dict.fromkeys(module_backends(backend, placement).values()):
+        declared = getattr(resolve_backend(name), "fixed_size", None)
+        if declared:
+            return padded_size(int(declared[0]), int(declared[1]))
+    return None
+
+
 def module_backends(backend: str, placement: str | Mapping[str, str] | None = None) -> dict[str, str]:
     """{module: backend name} for a backend (``auto`` resolved) and an optional placement."""
     table = parse_placement(placement)
@@ -187,16 +255,26 @@ def load_modules(
     placement: str | Mapping[str, str] | None = None,
     threads: int | None = None,
     options: Mapping[str, Any] | None = None,
+    models: ModelFolder | None = None,
 ) -> dict[str, Module]:
-    """The five modules, each from its placed backend (``backend`` for the rest)."""
-    wanted = module_backends(backend, placement)
+    """The five modules, each from its placed backend (``backend`` for the rest).
+
+    With ``models`` every backend must run the folder's format and loads from it; the folder's
+    weights and precision are then the request's (``matte`` settles them with ``settle_request``).
+    """
+    wanted = module_backends(backend_for(backend, models), placement)
     loaded: dict[str, Mapping[str, Module]] = {}
     for name in dict.fromkeys(wanted.values()):
+        if models is not None and name in plugins.backends():  # the format first: it says what would run
+            check_runs_folder(name, plugins.backends()[name], models)
         chosen_backend = resolve_backend(name)
-        concrete, _ = resolve_precision(chosen_backend, precision)
-        request = LoadRequest(
-            weights=weights, dims=dims, precision=concrete, threads=threads, options=dict(options or {})
-        )
+        given = dict(options or {})
+        if models is not None:
+            weights, concrete = models.manifest.weights, models.manifest.precision
+            given["artifacts"] = str(models.directory)
+        else:
+            concrete, _ = resolve_precision(chosen_backend, precision)
+        request = LoadRequest(weights=weights, dims=dims, precision=concrete, threads=threads, options=given)
         loaded[name] = chosen_backend.load(request)
     chosen = {m: loaded[b][m] for m, b in wanted.items()}
     # an optional variant comes from the backend of the module it stands in for

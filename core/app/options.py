@@ -44,9 +44,9 @@ def check_run_options(
     max_size: int = -1,
     start: int = 0,
     frames: int | None = None,
-    mem_frames: int = 5,
+    mem_frames: int | None = 5,
     mem_every: int = 5,
-    precision: str = "fp32",
+    precision: str | None = "fp32",
     threads: int | None = None,
     outputs: Sequence[str] | str | None = None,
     alpha_format: str | None = None,
@@ -66,7 +66,8 @@ def check_run_options(
     _at_least(start, "--start", 0, "it is the index of the first frame to process (0 is the first)")
     if frames is not None:
         _at_least(frames, "--frames", 1, "it is how many frames to process (leave it out for all)")
-    _at_least(mem_frames, "--mem-frames", 1, "the working memory needs at least one frame")
+    if mem_frames is not None:  # None: a model folder's manifest decides
+        _at_least(mem_frames, "--mem-frames", 1, "the working memory needs at least one frame")
     _at_least(mem_every, "--mem-every", 1, "it is the spacing of memory frames")
     size = _whole(max_size, "--max-size")
     if 0 < size < MIN_MAX_SIZE:
@@ -76,7 +77,7 @@ def check_run_options(
         )
     if threads is not None:
         _at_least(threads, "--threads", 1, "it is a number of CPU threads (leave it out for the default)")
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise OptionError(f"unknown --precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     from ..media import writers
 

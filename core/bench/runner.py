@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..app.loading import load_modules, precision_plan
+from ..app.models import ModelFolder
 from ..engine.driver import clip_dims, matte_frames
 from ..engine.errors import InputError, MatanyoneError
 from ..engine.protocol import Module
@@ -164,7 +165,14 @@ class _LocalRunner:
     """Loads one configuration's modules in this process and times clip passes on request."""
 
     def __init__(
-        self, config: BenchConfig, clip: ClipData, weights: str, threads: int | None, state_warmup: int, mem_frames: int
+        self,
+        config: BenchConfig,
+        clip: ClipData,
+        weights: str,
+        threads: int | None,
+        state_warmup: int,
+        mem_frames: int,
+        models: ModelFolder | None = None,
     ):
         self.config = config
         self.clip = clip
@@ -172,6 +180,7 @@ class _LocalRunner:
         self.threads = threads
         self.state_warmup = state_warmup
         self.mem_frames = mem_frames
+        self.models = models
         self.modules: dict[str, Module] | None = None
 
     def start(self) -> dict[str, Any]:
@@ -185,10 +194,14 @@ class _LocalRunner:
             precision=self.config.precision,
             placement=dict(self.config.placement),
             threads=self.threads,
+            models=self.models,
         )
         load_s = time.perf_counter() - started
         declared = {n: f for n, m in self.modules.items() if (f := _declared_flops(n, m)) is not None}
-        plan = precision_plan(self.config.backend, self.config.precision, dict(self.config.placement))
+        if self.models is not None:  # the folder's precision, whatever the backend would choose
+            plan = {self.config.backend: (self.models.manifest.precision, "the model folder's")}
+        else:
+            plan = precision_plan(self.config.backend, self.config.precision, dict(self.config.placement))
         return {
             "load_s": load_s,
             "baseline_rss_mb": baseline,
@@ -268,7 +281,14 @@ class _ProcessRunner:
     """
 
     def __init__(
-        self, config: BenchConfig, clip: ClipData, weights: str, threads: int | None, state_warmup: int, mem_frames: int
+        self,
+        config: BenchConfig,
+        clip: ClipData,
+        weights: str,
+        threads: int | None,
+        state_warmup: int,
+        mem_frames: int,
+        models: ModelFolder | None = None,
     ):
         import multiprocessing
 
@@ -276,7 +296,7 @@ class _ProcessRunner:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_worker_main,
-            args=(child, (config, clip, weights, threads, state_warmup, mem_frames)),
+            args=(child, (config, clip, weights, threads, state_warmup, mem_frames, models)),
             name=f"matanyone-bench {config.label}",
         )
         self._child = child
@@ -326,6 +346,7 @@ def run_bench(
     prepare: bool = True,
     mem_frames: int = 5,
     log: Log | None = None,
+    models: ModelFolder | None = None,
 ) -> dict[str, Any]:
     """Measure every configuration on ``clip``, interleaved clip by clip; return the JSON report.
 
@@ -350,7 +371,7 @@ def run_bench(
 
     def make_runner(config: BenchConfig, isolated: bool) -> Any:
         runner_cls = _ProcessRunner if isolated else _LocalRunner
-        return runner_cls(config, clip, weights, threads, state_warmup, mem_frames)
+        return runner_cls(config, clip, weights, threads, state_warmup, mem_frames, models)
 
     errors: dict[str, str] = {}
     prepared = _prepare(configs, make_runner, errors, say) if prepare and isolate else {}
@@ -413,6 +434,7 @@ def run_bench(
         "warmup_runs": warmup_runs,
         "state_warmup": state_warmup,
         "weights": weights,
+        "models": str(models.directory) if models is not None else None,
         "clip": clip.source,
         "threads": threads,
         "isolation": "one worker process per configuration" if isolate else "all configurations in one process",

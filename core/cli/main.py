@@ -104,12 +104,25 @@ def run(
         help="Backend name (see `matanyone backends`); auto = the measured placement profile, "
         "else the fastest available.",
     ),
-    weights: str = typer.Option(
-        "official",
+    weights: str | None = typer.Option(
+        None,
         "--weights",
         "-w",
-        help="official (cached, downloaded on first use), a .pth/.safetensors path, or "
-        "seeded:v1-pm (random test weights).",
+        help="official (the default: cached, downloaded on first use), a .pth/.safetensors path, or "
+        "seeded:v1-pm (random test weights). With --models the folder's weights.",
+        show_default=False,
+    ),
+    models: Path | None = typer.Option(
+        None,
+        "--models",
+        help="Run from a folder written by `matanyone export` (ONNX or Core ML): its manifest decides size, "
+        "memory frames, precision and weights; no checkpoint or torch needed. Clips of any size are fitted to it.",
+    ),
+    package_size: str | None = typer.Option(
+        None,
+        "--package-size",
+        help="HxW the modules are built for, every clip fitted to it (rotated/letter-boxed, alpha mapped back); "
+        "Core ML backends default to 432x768.",
     ),
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
@@ -121,10 +134,12 @@ def run(
     alpha_format: AlphaFormat = typer.Option("png16", "--alpha-format", help="Alpha output."),
     background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
     video_format: VideoFormat = typer.Option("prores", "--video-format", help="Transparent video format."),
-    precision: Precision = typer.Option(
-        "fp32",
-        help="bf16: torch's official-demo CPU autocast; fp16: fp16 exports; fast: each backend's quickest "
-        "precision within the official demo's accuracy (the choice is printed).",
+    precision: Precision | None = typer.Option(
+        None,
+        help="fp32 (the default) | bf16: torch's official-demo CPU autocast | fp16: fp16 exports | fast: each "
+        "backend's quickest precision within the official demo's accuracy (the choice is printed). With --models "
+        "the folder's.",
+        show_default=False,
     ),
     placement: str | None = typer.Option(
         None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."
@@ -154,7 +169,9 @@ def run(
         alpha_format=alpha_format,
         background=background,
         video_format=video_format,
-        weights=weights,
+        weights=weights if weights is not None or models is not None else "official",
+        models=models,
+        package_size=package_size,
         backend=backend,
         warmup=warmup,
         erode=erode,

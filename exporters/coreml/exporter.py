@@ -10,7 +10,7 @@ state machine can skip the sensory update and object summary on four frames out 
 
 Why it looks like this:
 * Packages are fixed-size (default 432x768, T=5, the earlier iOS port's landscape size); any
-  video is fitted to that size by backends/coreml/geometry.py. Fixed shapes are what lets Core ML
+  video is fitted to that size by core/engine/geometry.py. Fixed shapes are what lets Core ML
   plan GPU / Neural Engine execution.
 * Every package goes through the static checks of checks.py right after conversion, on any OS;
   a package that fails is never recorded in a manifest, so no loader can pick it up.
@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from matanyone_engine.backends.coreml.backend import DEFAULT_PACKAGE_SIZE
 from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_required import require_torch
 from .checks import DEFAULT_LIMITS, CheckLimits, PackageReport, check_package
 from .compat import coremltools_version
 from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, example_inputs
@@ -45,8 +47,8 @@ from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, exampl
 #: Bumped whenever the bytes this exporter writes change for the same request (part of the cache key).
 EXPORTER_VERSION = "1"
 EXPORTER_NAME = "matanyone_engine.exporters.coreml"
-#: The earlier iOS port's landscape size; both sides are multiples of 16.
-DEFAULT_DIMS = Dims(432, 768, 5)
+#: The backends' package size (the earlier iOS port's landscape size), T=5.
+DEFAULT_DIMS = Dims(*DEFAULT_PACKAGE_SIZE, 5)
 PACKAGE_SUFFIX = ".mlpackage"
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ class CoreMLExporter:
         started = time.monotonic()
         dims = dims or DEFAULT_DIMS
         _check_request(precision, target)
+        require_torch()
         if out_dir is None and modules is None:
             from matanyone_engine.core.artifacts.manifest import read_manifest
 
@@ -245,6 +248,7 @@ def _check_request(precision: str, target: str) -> None:
 
 def _network_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
     """The real network's five torch modules and its weights digest."""
+    require_torch()
     try:
         from matanyone_engine.backends.torch.modules import build_torch_modules
         from matanyone_engine.backends.torch.network import load_network

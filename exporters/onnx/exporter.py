@@ -35,6 +35,7 @@ from matanyone_engine.core.engine.files import atomic_write
 from matanyone_engine.core.engine.padding import padded_size
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_required import require_torch
 from .inputs import InputSet, capture_inputs
 
 EXPORTER_NAME = "matanyone-engine.onnx"
@@ -89,6 +90,9 @@ class OnnxExporter:
         With ``out_dir=None`` the set goes into (or is found in) the artifact cache.
         """
         d = as_dims(dims)
+        _check_precision(precision)
+        _check_torch_exporter(torch_exporter)
+        require_torch()
         if out_dir is None:
             return read_manifest(
                 self.ensure(
@@ -156,6 +160,7 @@ class OnnxExporter:
 
 def resolve_torch_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
     """The five torch modules for a weights reference, and the digest of the weights behind them."""
+    require_torch()
     if weights.startswith(STANDIN_PREFIX):
         from .standin import build_standin_modules
 
