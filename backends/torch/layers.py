@@ -115,9 +115,16 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_dim, out_dim, 3, padding=1)
         self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1)
 
-    def forward(self, g: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.conv1(F.relu(g))))
-        return out + self.downsample(g)
+    def forward(self, g: torch.Tensor, consume: bool = False) -> torch.Tensor:
+        """``consume``: ``g`` is the caller's temporary, so its memory may be reused in place (the
+        values are the same either way). At full resolution in the decoder that saves a 64-channel
+        frame-sized tensor (2 GB at 4K)."""
+        if not consume or isinstance(self.downsample, nn.Identity):
+            out = self.conv2(F.relu(self.conv1(F.relu(g))))
+            return out + self.downsample(g)
+        residual = self.downsample(g)  # before g is overwritten by its ReLU
+        out = self.conv2(F.relu_(self.conv1(F.relu_(g))))
+        return out.add_(residual)
 
 
 class AddDistributor(nn.Module):
@@ -190,7 +197,9 @@ class MaskUpsampleBlock(nn.Module):
         self.out_conv = ResBlock(in_dim, out_dim)
 
     def forward(self, g: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.out_conv(skip + upsample2x(g))
+        """``skip`` is consumed: the sum is built in its memory (the decoder passes a fresh
+        projection), so no third frame-sized tensor is held next to it and the upsampled one."""
+        return self.out_conv(skip.add_(upsample2x(g)), consume=True)
 
 
 # ------------------------------------------------------------------------------- positional enc

@@ -91,7 +91,10 @@ class TorchNumpyModule:
 
 
 class _Recorder:
-    """Wraps a Module and keeps a copy of the inputs of every call."""
+    """Wraps a Module and keeps a copy of the inputs of its first and of its latest call.
+
+    Only those two are used (``_pick``); keeping every call would hold the decoder's full-size
+    skips of every frame of the clip (gigabytes at 1080p)."""
 
     def __init__(self, inner: Any):
         self.spec = inner.spec
@@ -99,7 +102,11 @@ class _Recorder:
         self.calls: list[InputSet] = []
 
     def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        self.calls.append({k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()})
+        copy = {k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()}
+        if len(self.calls) == 2:
+            self.calls[1] = copy
+        else:
+            self.calls.append(copy)
         return self._inner(**inputs)
 
 
