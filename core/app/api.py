@@ -20,12 +20,15 @@ from ..engine.protocol import Module
 from ..engine.state import MemoryConfig
 from .loading import DEFAULT_BACKEND, load_modules, pipeline_pays
 
+#: ``output_size`` values: the input's own resolution (default), or the network's (after --max-size).
+OUTPUT_SIZES = ("input", "network")
+
 
 @dataclass
 class MatteFrame:
     index: int
-    rgb: np.ndarray  # (H, W, 3) uint8, the frame the matte belongs to (after --max-size)
-    alpha: np.ndarray  # (H, W) float32 in [0, 1]
+    rgb: np.ndarray  # (H, W, 3) uint8, the frame the matte belongs to (input size, or the network's)
+    alpha: np.ndarray  # (H, W) float32 in [0, 1], the same size as rgb
 
 
 def matte(
@@ -47,10 +50,18 @@ def matte(
     threads: int | None = None,
     modules: Mapping[str, Module] | None = None,
     pipeline: bool | None = None,
+    output_size: str = "input",
+    upsample: str = "guided",
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
-    Everything that can be checked is checked before the model loads, so bad input fails fast.
+    With ``max_size`` the network runs on frames with that shorter side; ``output_size="input"``
+    (the default) then returns each alpha at the input's own resolution, upsampled with the
+    full-resolution frame as guide (``upsample``: guided or bilinear, core/media/upsample.py), and
+    ``"network"`` keeps the network's size, as the official demo does.
+
+    Everything that can be checked is checked before the model loads, so bad input fails fast,
+    and a size whose estimated memory this machine does not have is refused then (core/app/memory.py).
     ``precision="fast"`` lets each backend pick its quickest precision within the official
     demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
     ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
@@ -73,11 +84,31 @@ def matte(
         prepared = cv2.resize(prepared, (width, height), interpolation=cv2.INTER_NEAREST)
     if warmup < 0:
         raise InputError(f"--warmup must be 0 or more, got {warmup}")
+    if output_size not in OUTPUT_SIZES:
+        raise InputError(f"unknown --output-size {output_size!r}; choose one of {', '.join(OUTPUT_SIZES)}")
+    from ..media.upsample import BYTES_PER_OUTPUT_PIXEL, check_method, upsample_alpha
+
+    check_method(upsample)
+    resized = (height, width) != (info.height, info.width)
+    full_output = resized and output_size == "input"
 
     from ..engine.driver import clip_dims
 
     dims, _ = clip_dims(height, width, mem_frames)
     if modules is None:
+        from .loading import module_memory_profiles
+        from .memory import check_fits
+
+        check_fits(
+            height,
+            width,
+            module_memory_profiles(backend, placement),
+            input_size=(info.height, info.width),
+            backend=backend,
+            mem_frames=mem_frames,
+            output_pixels=info.height * info.width if full_output else None,
+            output_bytes_per_pixel=BYTES_PER_OUTPUT_PIXEL if full_output and upsample == "guided" else 0.0,
+        )
         modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
         if pipeline is None:
             pipeline = pipeline_pays(backend, placement)
@@ -85,19 +116,19 @@ def matte(
     from ..media.streaming import prefetch
 
     source = video.iter_frames(input, start=start, count=frames)
-    if (height, width) != (info.height, info.width):
-        source = (video.resize_to_max_size(f, max_size) for f in source)
-    source = prefetch(source, depth=4)
+    # (frame the output belongs to, frame the network sees): the same array unless --max-size
+    # shrinks it; with full_output the full-resolution frame is kept for the upsampling and writers
+    pairs = ((f, video.resize_to_max_size(f, max_size) if resized else f) for f in source)
     kept: list[np.ndarray] = []
 
     def remember(frames_in):
-        for frame in frames_in:
-            kept.append(frame)
-            yield frame
+        for full, small in frames_in:
+            kept.append(full if full_output else small)
+            yield small
 
     results = matte_frames(
         modules,
-        remember(source),
+        remember(prefetch(pairs, depth=4)),
         prepared,
         warmup=warmup,
         mem_frames=mem_frames,
@@ -106,7 +137,8 @@ def matte(
     )
     for result in results:
         rgb = kept.pop(0)
-        yield MatteFrame(result.index, rgb, result.alpha)
+        alpha = upsample_alpha(result.alpha, rgb, upsample) if full_output else result.alpha
+        yield MatteFrame(result.index, rgb, alpha)
 
 
 def convert_video(
