@@ -224,3 +224,40 @@ def test_tiled_read_export_matches_in_onnx_runtime(tmp_path: Path, golden_module
     with torch.inference_mode():
         want = {"mem_readout": read(*args)[0].numpy()}
     check_module_outputs("read", got, want, tolerances_for("read", "fp32"))  # raises on a mismatch
+
+
+# ------------------------------------------------------------------- decoder in channel groups
+
+
+def test_decoder_channel_groups_from_the_shapes() -> None:
+    from matanyone_engine.core.engine.tiling import decoder_channel_groups
+
+    assert decoder_channel_groups(64, 1088, 1920) == 1  # 1080p and below: the plain graph
+    assert decoder_channel_groups(128, 544, 960) == 1
+    assert decoder_channel_groups(64, 2160, 3840) == 4  # 4K: 16 channels (530 MB) at a time
+    assert decoder_channel_groups(128, 1080, 1920) == 2
+    assert decoder_channel_groups(64, 16, 16, budget=1) == 64
+
+
+@pytest.mark.parametrize("groups", [2, 4, 16])
+def test_grouped_decoder_matches_the_plain_one(torch_net, golden_modules, monkeypatch, groups) -> None:
+    """Forcing the channel groups at the golden size (where the plain graph runs) gives the golden
+    decoder outputs within the module parity bound, and the plain outputs up to rounding."""
+    import torch
+
+    from matanyone_engine.backends.torch import network
+
+    g, p = golden_modules, "decoder."
+    names = ("f8", "f4", "f2", "f1")
+    args = [torch.from_numpy(g[p + n]) for n in names]
+    args += [torch.from_numpy(drop_object_dim(g["memory_read.memory_readout"]))]
+    args += [torch.from_numpy(drop_object_dim(g[p + "sensory_in"]))]
+    with torch.inference_mode():
+        plain = torch_net.decode(*args)
+        monkeypatch.setattr(network, "decoder_channel_groups", lambda *a, **k: groups)
+        grouped = torch_net.decode(*args)
+    for a, b in zip(plain, grouped, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    for out, ref in ((grouped[0], g[p + "new_sensory"]), (grouped[1], g[p + "logits_preclamp"])):
+        ref = np.asarray(ref).reshape(out.shape)
+        assert np.abs(out.numpy() - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())

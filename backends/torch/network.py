@@ -18,7 +18,7 @@ from torch import nn
 from matanyone_engine.core.artifacts.weights import parse_weights, seeded_state_dict, weights_digest
 from matanyone_engine.core.engine import spec as S
 from matanyone_engine.core.engine.errors import WeightsError
-from matanyone_engine.core.engine.tiling import READ_TILE_BYTES, read_tiles
+from matanyone_engine.core.engine.tiling import READ_TILE_BYTES, decoder_channel_groups, read_tiles
 
 from .layers import (
     BasicBlock,
@@ -212,11 +212,21 @@ class MaskDecoder(nn.Module):
         t = self.decoder_feat_proc.transforms
         p8 = self.up_16_8(readout, t[0](f8))
         p4 = self.up_8_4(p8, t[1](f4))
-        p2 = self.up_4_2(p4, t[2](f2))
-        p1 = self.up_2_1(p2, t[3](f1))
+        p2 = self._upsample(self.up_4_2, p4, f2, t[2])
+        p1 = self._upsample(self.up_2_1, p2, f1, t[3])
         logits = self.pred_mat(F.relu(p1))
         new_sensory = self.sensory_update([readout, p8, p4, p2, torch.cat([p1, logits], dim=1)], sensory)
         return new_sensory, logits
+
+    @staticmethod
+    def _upsample(block: MaskUpsampleBlock, g: torch.Tensor, skip_source: torch.Tensor, project: nn.Conv2d):
+        """One upsampling step; above 1080p its frame-sized input sum is built in channel groups
+        (core/engine/tiling.py, decided from the static shapes, so exports unroll it)."""
+        h, w = skip_source.shape[-2:]
+        groups = decoder_channel_groups(project.out_channels, int(h), int(w))
+        if groups == 1:
+            return block(g, project(skip_source))
+        return block.forward_grouped(g, skip_source, project, groups)
 
 
 class SensoryAux(nn.Module):

@@ -47,3 +47,19 @@ def tile_similarity_bytes(query_tokens: int, memory_tokens: int, budget: int = R
     """Bytes of the largest tile's float32 similarity (what the budget bounds)."""
     rows = max(stop - start for start, stop in read_tiles(query_tokens, memory_tokens, budget))
     return rows * memory_tokens * SIMILARITY_BYTES
+
+
+#: Budget for one channel group of a full-size decoder intermediate (float32). The decoder's last
+#: upsampling steps hold frame-sized tensors of 128 and 64 channels (2.1 GB each at 2160x3840);
+#: above this budget they are built a channel group at a time, their convolutions summed over the
+#: groups. 1088x1920 and below fit in one group, so their graph is the plain one.
+DECODER_GROUP_BYTES = 512 * 2**20
+
+
+def decoder_channel_groups(channels: int, height: int, width: int, budget: int = DECODER_GROUP_BYTES) -> int:
+    """How many channel groups a (channels, height, width) float32 intermediate is built in: the
+    fewest (a divisor of ``channels``) whose group fits ``budget``."""
+    for groups in range(1, channels + 1):
+        if channels % groups == 0 and (channels // groups) * height * width * 4 <= budget:
+            return groups
+    return channels
