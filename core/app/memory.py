@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..engine.errors import MemoryLimitError
 from ..engine.spec import ENCODER, READ, Dims
-from ..engine.tiling import tile_similarity_bytes
+from ..engine.tiling import decoder_channel_groups, tile_similarity_bytes
 
 MB = 2**20
 GB = 2**30
@@ -47,6 +47,9 @@ class MemoryProfile:
     per_pixel: Mapping[str, float]
     #: multiples of the largest read tile's similarity bytes, per module (the read)
     per_tile: Mapping[str, float] = field(default_factory=dict)
+    #: bytes per padded pixel where the decoder builds its full-size steps in channel groups
+    #: (above 1080p, core/engine/tiling.py); modules absent here keep ``per_pixel``
+    per_pixel_grouped: Mapping[str, float] = field(default_factory=dict)
 
 
 #: torch on the CPU, measured at 1088x1920 and 2160x3840 (benchmarks/memory_modules.py, seeded weights).
@@ -61,6 +64,7 @@ TORCH_CPU = MemoryProfile(
         "decoder": 700,
     },
     per_tile={"read": 3.2},
+    per_pixel_grouped={"decoder": 450},
 )
 
 
@@ -75,6 +79,7 @@ def profile_of(backend: object) -> MemoryProfile | None:
             fixed_mb=float(declared.get("fixed_mb", TORCH_CPU.fixed_mb)),
             per_pixel=dict(declared.get("per_pixel", {})),
             per_tile=dict(declared.get("per_tile", {})),
+            per_pixel_grouped=dict(declared.get("per_pixel_grouped", {})),
         )
     return None if getattr(backend, "accelerated", False) else TORCH_CPU
 
@@ -110,7 +115,10 @@ def held_bytes(dims: Dims, frame_pixels: int) -> int:
 def module_bytes(profile: MemoryProfile, name: str, dims: Dims) -> int:
     pixels = dims.height * dims.width
     tile = tile_similarity_bytes(dims.tokens_per_frame, dims.symbols["N"])
-    return int(profile.per_pixel.get(name, 0.0) * pixels + profile.per_tile.get(name, 0.0) * tile)
+    per_pixel = profile.per_pixel.get(name, 0.0)
+    if name in profile.per_pixel_grouped and decoder_channel_groups(64, dims.height, dims.width) > 1:
+        per_pixel = profile.per_pixel_grouped[name]
+    return int(per_pixel * pixels + profile.per_tile.get(name, 0.0) * tile)
 
 
 def estimate(
