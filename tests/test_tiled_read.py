@@ -261,3 +261,31 @@ def test_grouped_decoder_matches_the_plain_one(torch_net, golden_modules, monkey
     for out, ref in ((grouped[0], g[p + "new_sensory"]), (grouped[1], g[p + "logits_preclamp"])):
         ref = np.asarray(ref).reshape(out.shape)
         assert np.abs(out.numpy() - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
+def test_grouped_decoder_export_matches_in_onnx_runtime(tmp_path: Path, golden_modules, monkeypatch) -> None:
+    """The decoder traced with forced channel groups (as at 4K) exports and agrees in ONNX Runtime
+    with the plain torch decoder within the export's fp32 tolerance."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from matanyone_engine.backends.torch import network
+    from matanyone_engine.backends.torch.modules import build_torch_modules
+    from matanyone_engine.core.artifacts.manifest import check_module_outputs
+    from matanyone_engine.core.engine.spec import MODULE_SPECS
+    from matanyone_engine.exporters.onnx.exporter import export_module
+    from matanyone_engine.exporters.onnx.validate import cpu_session, run_session, tolerances_for
+
+    net = network.load_network("seeded:v1-pm")
+    decoder = build_torch_modules(net)["decoder"]
+    g, p = golden_modules, "decoder."
+    inputs = {n: g[p + n] for n in ("f8", "f4", "f2", "f1")}
+    inputs["mem_readout"] = drop_object_dim(g["memory_read.memory_readout"])
+    inputs["sensory"] = drop_object_dim(g[p + "sensory_in"])
+    args = tuple(torch.from_numpy(inputs[n]) for n in MODULE_SPECS["decoder"].input_names)
+    with torch.inference_mode():
+        want = dict(zip(MODULE_SPECS["decoder"].output_names, (o.numpy() for o in decoder(*args)), strict=True))
+    monkeypatch.setattr(network, "decoder_channel_groups", lambda *a, **k: 4)
+    export_module(decoder, "decoder", args, tmp_path / "decoder.onnx", Dims(112, 192, 5))
+    got = run_session(cpu_session(tmp_path / "decoder.onnx"), "decoder", inputs)
+    check_module_outputs("decoder", got, want, tolerances_for("decoder", "fp32"))  # raises on a mismatch
