@@ -26,8 +26,6 @@ MARK_START, MARK_END = "<!-- large-sizes:start -->", "<!-- large-sizes:end -->"
 
 
 def measure(sizes: list[str], backends: list[str], frames: int) -> list[dict[str, Any]]:
-    from matanyone_engine.core.app.loading import module_memory_profiles
-    from matanyone_engine.core.app.memory import estimate
     from matanyone_engine.core.bench.command import bench_command
 
     rows = []
@@ -43,8 +41,6 @@ def measure(sizes: list[str], backends: list[str], frames: int) -> list[dict[str
         )
         settings = report["settings"]
         for result in report["results"]:
-            height, width = settings["size"]
-            guess = estimate(height, width, module_memory_profiles(result["backend"]))
             rows.append(
                 {
                     "size": size,
@@ -55,11 +51,20 @@ def measure(sizes: list[str], backends: list[str], frames: int) -> list[dict[str
                     "load_s": result.get("load_s"),
                     "read_tiles": settings["read_tiles"],
                     "read_tile_rows": settings["read_tile_rows"],
-                    "estimate_mb": round(guess.needed_bytes / 2**20),
+                    "estimate_mb": estimate_mb(size, result["backend"]),
                     "env": report["env"],
                 }
             )
     return rows
+
+
+def estimate_mb(size: str, backend: str) -> int:
+    """What core/app/memory.py estimates for a run of ``backend`` at ``size`` (HxW)."""
+    from matanyone_engine.core.app.loading import module_memory_profiles
+    from matanyone_engine.core.app.memory import estimate
+
+    height, width = (int(v) for v in size.split("x"))
+    return round(estimate(height, width, module_memory_profiles(backend)).needed_bytes / 2**20)
 
 
 def render(rows: list[dict[str, Any]], frames: int) -> str:
@@ -100,8 +105,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "large_sizes.json")
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument(
+        "--from-json", action="store_true", help="Re-render the table from --json (estimates recomputed), no measuring"
+    )
     args = parser.parse_args()
-    rows = measure(args.sizes.split(","), args.backends.split(","), args.frames)
+    if args.from_json:
+        rows = json.loads(args.json.read_text())
+        for row in rows:
+            row["estimate_mb"] = estimate_mb(row["size"], row["backend"])
+    else:
+        rows = measure(args.sizes.split(","), args.backends.split(","), args.frames)
     table = render(rows, args.frames)
     print(table)
     args.json.write_text(json.dumps(rows, indent=2) + "\n")
