@@ -222,6 +222,7 @@ class MaskUpsampleBlock(nn.Module):
             hidden = h if hidden is None else hidden.add_(h)
             del x, r, h
         assert hidden is not None and residual is not None
+        assert block.conv1.bias is not None and block.downsample.bias is not None
         hidden = hidden.add_(block.conv1.bias.view(1, -1, 1, 1))
         residual = residual.add_(block.downsample.bias.view(1, -1, 1, 1))
         return block.conv2(F.relu_(hidden)).add_(residual)

@@ -325,7 +325,8 @@ class MatAnyoneNet(nn.Module):
         k = min(S.TOP_K, n)
         value_rows = mem_value.transpose(1, 2).reshape(b * n, -1)  # (B*N, CV): one row per memory token
         offsets = torch.arange(b, device=query_key.device).view(b, 1, 1) * n
-        tiles = read_tiles(h * w, n, self.read_tile_bytes)
+        # int(): under torch.jit.trace (Core ML) sizes are tensors; exports are static, so they are ints here
+        tiles = read_tiles(int(h) * int(w), int(n), self.read_tile_bytes)
         readouts = []
         for start, stop in tiles:
             rows = stop - start
