@@ -77,6 +77,8 @@ def test_real_clip_with_max_size(data_dir, tmp_path):
         "1",
         "--outputs",
         "alpha,rgba",
+        "--output-size",
+        "network",
     )
     assert result.exit_code == 0, result.output
     alpha = np.array(Image.open(tmp_path / "o" / "test-sample1" / "alpha" / "000002.png"))

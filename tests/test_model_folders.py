@@ -120,7 +120,15 @@ def test_run_from_a_folder_without_torch_matches_the_cached_run(folder, clip, tm
 def test_sample_clip_from_a_folder_without_torch_matches_the_cached_run(data_dir, tmp_path, no_torch_env):
     """The sample clip at --max-size 64 (64x113, padded to 64x128) from a 64x128 folder."""
     models = export_folder(tmp_path / "models", "64x128")
-    common = [data_dir / "test-sample1.mp4", "--mask", data_dir / "test-sample1.png", "--max-size", "64"]
+    common = [
+        data_dir / "test-sample1.mp4",
+        "--mask",
+        data_dir / "test-sample1.png",
+        "--max-size",
+        "64",
+        "--output-size",
+        "network",
+    ]
     common += ["--frames", "3", *FAST]
     done = cli_without_torch(no_torch_env, "run", *common, "--models", models, "-o", tmp_path / "a")
     assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from matanyone_engine.core import hookimpl
+from matanyone_engine.core.engine.errors import is_out_of_memory, out_of_memory
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
 from matanyone_engine.core.engine.spec import ModuleSpec
 
@@ -41,8 +42,13 @@ class TorchModule:
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in self.spec.input_names]
         if self.device.type != "cpu":
             args = [a.to(self.device, non_blocking=True) for a in args]
-        with torch.inference_mode(), self._autocast():
-            outputs = self.stage(*args)
+        try:
+            with torch.inference_mode(), self._autocast():
+                outputs = self.stage(*args)
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(self.spec.name, tuple(args[0].shape)) from None
+            raise
         return {
             name: out.float().cpu().numpy() if out.dtype != torch.float32 or out.device.type != "cpu" else out.numpy()
             for name, out in zip(self.spec.output_names, outputs, strict=False)

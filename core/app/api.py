@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.driver import matte_frames
-from ..engine.errors import InputError, MatanyoneWarning
+from ..engine.errors import InputError, MatanyoneWarning, OptionError
 from ..engine.fixed_size import matte_fixed_size
 from ..engine.padding import padded_size
 from ..engine.protocol import Module
@@ -35,13 +35,15 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = "seeded:v1-pm"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_MEM_FRAMES = 5
+#: ``output_size`` values: the input's own resolution (default), or the network's (after --max-size).
+OUTPUT_SIZES = ("input", "network")
 
 
 @dataclass
 class MatteFrame:
     index: int
-    rgb: np.ndarray  # (H, W, 3) uint8, the upright frame the matte belongs to (after --max-size)
-    alpha: np.ndarray  # (H, W) float32 in [0, 1]
+    rgb: np.ndarray  # (H, W, 3) uint8, the upright frame the matte belongs to (input size, or the network's)
+    alpha: np.ndarray  # (H, W) float32 in [0, 1], the same size as rgb
     time: Fraction | None = None  # seconds from the start of the input's video stream
     duration: Fraction | None = None  # how long the input shows it, when the container says
 
@@ -67,6 +69,8 @@ def matte(
     pipeline: bool | None = None,
     models: str | Path | None = None,
     package_size: str | tuple[int, int] | None = None,
+    output_size: str = "input",
+    upsample: str = "guided",
 ) -> Iterator[MatteFrame]:
     """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
 
@@ -76,6 +80,12 @@ def matte(
     demo's accuracy (see core/precision.py); ``pipeline`` (None: where it pays, see
     ``pipeline_pays``) overlaps the next frame's image encoder with the current frame.
     Frames are upright (a phone clip's display rotation applied) and carry their timestamps.
+
+    With ``max_size`` the network runs on frames with that shorter side; ``output_size="input"``
+    (the default) then returns each alpha at the input's own resolution, upsampled with the
+    full-resolution frame as guide (``upsample``: guided or bilinear, core/media/upsample.py), and
+    ``"network"`` keeps the network's size, as the official demo does. A size whose estimated
+    memory this machine does not have is refused before the model loads (core/app/memory.py).
 
     ``models`` is a folder written by ``matanyone export``: its manifest decides the size, memory
     frames, precision and weights (options left out take them; contradicting ones are refused),
@@ -99,6 +109,11 @@ def matte(
         precision=DEFAULT_PRECISION if precision is None else precision,
         threads=threads,
     )
+    if output_size not in OUTPUT_SIZES:
+        raise OptionError(f"unknown --output-size {output_size!r}; choose one of {', '.join(OUTPUT_SIZES)}")
+    from ..media.upsample import check_method
+
+    check_method(upsample)
     return _matte(
         input,
         mask,
@@ -119,6 +134,8 @@ def matte(
         pipeline=pipeline,
         models=models,
         package_size=package_size,
+        output_size=output_size,
+        upsample=upsample,
     )
 
 
@@ -186,6 +203,8 @@ def _matte(
     pipeline: bool | None,
     models: str | Path | None,
     package_size: str | tuple[int, int] | None,
+    output_size: str,
+    upsample: str,
 ) -> Iterator[MatteFrame]:
     from ..media import video
 
@@ -193,6 +212,8 @@ def _matte(
     _describe_input(info)
     height, width = video.scaled_size(info.height, info.width, max_size)
     prepared = _first_frame_mask(mask, info, erode, dilate, (height, width))
+    resized = (height, width) != (info.height, info.width)
+    full_output = resized and output_size == "input"
 
     asked_size = parse_size(package_size, "package_size") if isinstance(package_size, str) else package_size
     folder = open_model_folder(models) if models is not None else None
@@ -213,6 +234,20 @@ def _matte(
         fixed = folder.size if folder is not None else (padded_size(*asked_size) if asked_size else None)
     dims = Dims(*fixed, mem_frames) if fixed is not None else clip_dims(height, width, mem_frames)[0]
     if modules is None:
+        from ..media.upsample import BYTES_PER_OUTPUT_PIXEL
+        from .loading import module_memory_profiles
+        from .memory import check_fits
+
+        check_fits(
+            dims.height,
+            dims.width,
+            module_memory_profiles(backend, placement, models=folder),
+            input_size=(info.height, info.width),
+            backend=backend,
+            mem_frames=mem_frames,
+            output_pixels=info.height * info.width if full_output else None,
+            output_bytes_per_pixel=BYTES_PER_OUTPUT_PIXEL if full_output and upsample == "guided" else 0.0,
+        )
         modules = load_modules(
             backend, weights, dims, precision=precision, placement=placement, threads=threads, models=folder
         )
@@ -220,17 +255,19 @@ def _matte(
             pipeline = pipeline_pays(backend, placement)
 
     from ..media.streaming import prefetch
+    from ..media.upsample import upsample_alpha
 
+    # (frame the output belongs to, frame the network sees): the same array unless --max-size
+    # shrinks it; with full_output the full-resolution frame is kept for the upsampling and writers
     source = video.iter_timed_frames(input, start=start, count=frames)
-    if (height, width) != (info.height, info.width):
-        source = (video.TimedFrame(video.resize_to_max_size(f.rgb, max_size), f.time, f.duration) for f in source)
-    timed = prefetch(source, depth=4)
+    pairs = ((f, video.resize_to_max_size(f.rgb, max_size) if resized else f.rgb) for f in source)
+    timed = prefetch(pairs, depth=4)
     kept: list[video.TimedFrame] = []
 
     def remember(frames_in):
-        for frame in frames_in:
-            kept.append(frame)
-            yield frame.rgb
+        for full, small in frames_in:
+            kept.append(full if full_output else video.TimedFrame(small, full.time, full.duration))
+            yield small
 
     config = MemoryConfig(mem_every=mem_every)
     if fixed is None:
@@ -257,7 +294,8 @@ def _matte(
     try:
         for result in results:
             frame = kept.pop(0)
-            yield MatteFrame(result.index, frame.rgb, result.alpha, frame.time, frame.duration)
+            alpha = upsample_alpha(result.alpha, frame.rgb, upsample) if full_output else result.alpha
+            yield MatteFrame(result.index, frame.rgb, alpha, frame.time, frame.duration)
     finally:
         _close(results)
         _close(timed)

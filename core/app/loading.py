@@ -235,6 +235,26 @@ def precision_plan(
     return {name: resolve_precision(resolve_backend(name), precision) for name in names}
 
 
+def module_memory_profiles(
+    backend: str, placement: str | Mapping[str, str] | None = None, models: ModelFolder | None = None
+) -> dict[str, Any]:
+    """{module: MemoryProfile or None} for the up-front memory estimate (core/app/memory.py); the
+    optional variants count with the module they stand in for. With a model folder, a backend that
+    cannot run its format is refused first (that says what would run it)."""
+    from .memory import profile_of
+
+    wanted = module_backends(backend, placement)
+    if models is not None:
+        for name in dict.fromkeys(wanted.values()):
+            if name in plugins.backends():
+                check_runs_folder(name, plugins.backends()[name], models)
+    per_backend = {b: profile_of(resolve_backend(b)) for b in dict.fromkeys(wanted.values())}  # one object each
+    profiles = {m: per_backend[b] for m, b in wanted.items()}
+    for variant, base in VARIANT_OF.items():
+        profiles[variant] = profiles[base]
+    return profiles
+
+
 def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None) -> bool:
     """Whether overlapping the next frame's image encoder with the current frame helps.
 

@@ -200,6 +200,7 @@ def bench_command(
         configs = [make_config(name, precision) for name in chosen]
     else:
         configs = plan_configs(backends, precisions, placement, pipeline)
+    _check_memory(configs, height, width)
     data = load_clip((height, width), frames, clip, mask, synthetic)
     if log:
         log(
@@ -245,3 +246,13 @@ def _folder_backend_names(folder: ModelFolder, asked: Sequence[str] | None) -> l
             check_runs_folder(name, plugins.backends()[name], folder)
         resolve_backend(name)
     return list(dict.fromkeys(names))
+
+
+def _check_memory(configs: Sequence[Any], height: int, width: int) -> None:
+    """Refuse up front, with the one-line estimate, a size some configuration cannot fit; every
+    configuration runs in its own worker, so each must fit on its own."""
+    from ..app.loading import module_memory_profiles
+    from ..app.memory import check_fits
+
+    for config in configs:
+        check_fits(height, width, module_memory_profiles(config.backend, dict(config.placement)), backend=config.label)

@@ -19,6 +19,7 @@ from ..app.models import ModelFolder
 from ..engine.driver import clip_dims, matte_frames
 from ..engine.errors import InputError, MatanyoneError
 from ..engine.protocol import Module
+from ..engine.tiling import read_tiles
 from .clip import ClipData
 from .configs import BenchConfig, module_order
 from .environment import environment, load_average
@@ -368,6 +369,7 @@ def run_bench(
     say = log or (lambda _m: None)
     env = environment(threads)
     dims, _ = clip_dims(*clip.size, mem_frames)
+    tiles = read_tiles(dims.tokens_per_frame, dims.symbols["N"])
 
     def make_runner(config: BenchConfig, isolated: bool) -> Any:
         runner_cls = _ProcessRunner if isolated else _LocalRunner
@@ -428,6 +430,8 @@ def run_bench(
     settings = {
         "size": list(clip.size),
         "padded": [dims.height, dims.width],
+        "read_tiles": len(tiles),
+        "read_tile_rows": max(stop - start for start, stop in tiles),
         "mem_frames": mem_frames,
         "frames": int(clip.frames.shape[0]),
         "runs": runs,

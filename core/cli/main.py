@@ -20,7 +20,7 @@ from .. import plugins
 from ..app import interrupts
 from ..app.options import check_run_options, parse_size
 from ..bench.command import bench
-from ..engine.errors import MatanyoneError
+from ..engine.errors import MatanyoneError, MemoryLimitError
 from .batch import register as register_batch
 
 app = typer.Typer(
@@ -127,7 +127,18 @@ def run(
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
     dilate: int = typer.Option(10, help="Mask dilation kernel size; 0 disables."),
-    max_size: int = typer.Option(-1, "--max-size", help="Cap the shorter side (downscale); -1 keeps the size."),
+    max_size: int = typer.Option(
+        -1, "--max-size", help="Run the network with this shorter side (downscale); -1 keeps the size."
+    ),
+    output_size: str = typer.Option(
+        "input",
+        "--output-size",
+        help="input: outputs at the input's resolution (alpha upsampled, see --upsample); "
+        "network: at the --max-size resolution, as the official demo writes them.",
+    ),
+    upsample: str = typer.Option(
+        "guided", "--upsample", help="How alpha reaches the input's resolution: guided (edge-aware) or bilinear."
+    ),
     start: int = typer.Option(0, help="First input frame to process (0 is the first)."),
     frames: int | None = typer.Option(None, help="Number of frames to process (default: all)."),
     outputs: list[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
@@ -177,6 +188,8 @@ def run(
         erode=erode,
         dilate=dilate,
         max_size=max_size,
+        output_size=output_size,
+        upsample=upsample,
         start=start,
         frames=frames,
         precision=precision,
@@ -230,6 +243,12 @@ def matte_clip(
     except KeyboardInterrupt as exc:
         finish()
         _fail(f"{interrupts.describe(exc)}; no output was written", interrupts.exit_code(exc))
+    except MemoryError:  # an allocation outside the backends (decoding, writing, upsampling)
+        finish()
+        _fail(
+            "ran out of memory; pass a smaller --max-size or free memory (no output was written)",
+            MemoryLimitError.exit_code,
+        )
     finish()
     if not quiet:
         names = ", ".join(str(p) for p in result.outputs)

@@ -53,11 +53,23 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
 }
 
 
-def tolerances_for(module: str, precision: str) -> dict[str, Tolerance]:
-    """The tolerance of every output of ``module`` at ``precision``."""
+#: Above this many memory tokens (1080p with T=5 has 40,800) a near-tie at the k-th place is met
+#: far more often: at 2160x3840 (162,000 tokens) 0.39 % of mem_readout elements came out of the
+#: fp32 bound, mean error 1.4e-5·s, both from swapped tokens (max error 0.02·|peak|/13), not
+#: from a wrong tile, which would be off by the values themselves on 1/79 of the frame.
+MANY_MEMORY_TOKENS = 50_000
+FP32_READOUT_MANY_TOKENS = Tolerance(atol=1e-4, rtol=1e-3, mean_atol=5e-5, outlier_fraction=1e-2)
+
+
+def tolerances_for(module: str, precision: str, memory_tokens: int = 0) -> dict[str, Tolerance]:
+    """The tolerance of every output of ``module`` at ``precision`` (``memory_tokens``: the read's N)."""
     table = TOLERANCES[precision]
     default = FP32_DEFAULT if precision == "fp32" else FP16_DEFAULT
-    return {out: table.get(f"{module}.{out}", table.get(out, default)) for out in ALL_MODULE_SPECS[module].output_names}
+    outputs = ALL_MODULE_SPECS[module].output_names
+    chosen = {out: table.get(f"{module}.{out}", table.get(out, default)) for out in outputs}
+    if precision == "fp32" and module == "read" and memory_tokens > MANY_MEMORY_TOKENS:
+        chosen["mem_readout"] = FP32_READOUT_MANY_TOKENS
+    return chosen
 
 
 def cpu_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
@@ -67,6 +79,7 @@ def cpu_session(path: str | os.PathLike[str], threads: int | None = None) -> Any
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False  # as the backend runs it (backends/onnx/runtime.py)
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
@@ -101,13 +114,15 @@ def validate_onnx_modules(
         sets = list(input_sets[name])
         if not sets:
             raise ValidationError(name, "-", float("nan"), float("nan"), "no validation inputs for this module")
-        session = cpu_session(directory / files[name])
         reference = TorchNumpyModule(ALL_MODULE_SPECS[name], torch_modules[name])
-        tol = tolerances_for(name, precision)
+        # torch first, then ONNX Runtime: the two runs' working memory is never held at once
+        wants = [reference(**inputs) for inputs in sets]
+        session = cpu_session(directory / files[name])
+        tol = tolerances_for(name, precision, int(sets[0]["mem_key"].shape[-1]) if "mem_key" in sets[0] else 0)
         checks: list[dict[str, OutputCheck]] = []
-        for inputs in sets:
+        for inputs, want in zip(sets, wants, strict=True):
             got = run_session(session, name, inputs)
-            want = reference(**inputs)
             checks.append(check_module_outputs(name, got, want, tol))
+        del session, wants
         report[name] = {"input_sets": len(sets), "outputs": summarize_checks(checks), "passed": True}
     return report
