@@ -564,6 +564,14 @@ def test_an_unimplemented_op_is_refused_in_one_line_naming_op_and_package(tmp_pa
     assert "\n" not in message
     assert "'erf'" in message and ".mlpackage" in message and "not implemented" in message
     assert info.value.op_type == "erf"
+    with pytest.raises(UnsupportedOpError, match="'cond'"):  # control flow: nested blocks
+        run_mil(
+            tmp_path,
+            lambda x: mb.cond(
+                pred=mb.greater(x=mb.reduce_sum(x=x), y=0.0), _true_fn=lambda: mb.relu(x=x), _false_fn=lambda: x
+            ),
+            x=rand(3),
+        )
 
 
 def test_inputs_are_checked_against_the_declared_interface(tmp_path):

@@ -11,8 +11,8 @@ How it models Core ML's numerics:
 * Constants keep the dtype they are stored in (fp16 weights are fp16), widened once per op.
 
 What it checks on load: every op type is in the op table (else ``UnsupportedOpError``: one line
-naming the op and the package), no op carries nested blocks, and the library kernels the ops need
-are importable (``MissingKernelError``). On every call: input names and shapes, and that every op's
+naming the op and the package; control-flow ops with nested blocks are not in it), and the library
+kernels the ops need are importable (``MissingKernelError``). On every call: input names and shapes, and that every op's
 output has the shape the program declares — a disagreement is either a converter bug or an
 executor bug, and either must stop the run (``MilExecutionError``).
 """
@@ -167,13 +167,12 @@ class Executor:
 
 
 def refuse_unsupported(program: MilProgram) -> None:
-    """Raise on the first op the executor cannot run (unknown type, nested blocks, missing kernel)."""
+    """Raise on the first op the executor cannot run (unknown type — control flow such as cond and
+    while_loop included —, or a kernel that is not importable)."""
     for function in program.functions.values():
         for op in function.operations:
             if op.type not in OP_TABLE:
                 raise UnsupportedOpError(program.package, op.type)
-            if op.has_blocks:
-                raise UnsupportedOpError(program.package, op.type, "operations with nested blocks (control flow)")
             if op.type in kernels.TORCH_OPS and not kernels.torch_available():
                 kernel, fix = kernels.TORCH_OPS[op.type]
                 raise MissingKernelError(program.package, op.type, kernel, fix)
