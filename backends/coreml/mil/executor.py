@@ -27,7 +27,7 @@ import numpy as np
 
 from . import kernels
 from .args import OpArgs
-from .errors import MilExecutionError, MissingKernelError, UnsupportedOpError
+from .errors import MilExecutionError, MilProgramError, MissingKernelError, UnsupportedOpError
 from .program import Arg, MilFunction, MilProgram, TensorType
 from .table import OP_TABLE, OpFunction
 
@@ -58,8 +58,10 @@ class Executor:
     def __init__(self, program: MilProgram, *, function: str = "main", activations: Activations = "declared") -> None:
         if activations not in ACTIVATIONS:
             raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
+        if function == "main" and function not in program.functions:
+            function = program.main.name  # a single function under another name
         if function not in program.functions:
-            function = program.main.name if function == "main" else function
+            raise MilProgramError(program.package, f"has no function {function!r} ({', '.join(program.functions)})")
         self.program = program
         self.function: MilFunction = program.functions[function]
         self.activations = activations
