@@ -102,6 +102,41 @@ def torch_modules(torch_net):
     return {n: TorchModule(s, torch.device("cpu"), "fp32") for n, s in build_torch_modules(torch_net).items()}
 
 
+@pytest.fixture(scope="session")
+def coreml_fp16_small(tmp_path_factory) -> Path:
+    """The real network (seeded weights) exported to Core ML at 64x96, T=2, fp16, validated (which
+    runs every package through the reference MIL executor); shared by the Core ML test files."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed (pip install coremltools)")
+    pytest.importorskip("torch")
+    from matanyone_engine.core.engine.spec import Dims
+    from matanyone_engine.exporters.coreml import CoreMLExporter
+
+    out = tmp_path_factory.mktemp("coreml-export")
+    CoreMLExporter().export("seeded:v1-pm", Dims(64, 96, 2), precision="fp16", target="macOS14", out_dir=out)
+    return out
+
+
+def transpose_conv_weight(package: Path) -> str:
+    """Swap the two spatial axes of the first 3x3 convolution weight in the package's weight.bin
+    (the layout mistake a converter makes), in place; returns that conv's output name."""
+    from matanyone_engine.backends.coreml.mil import load_program
+
+    program = load_program(package)
+    for op in program.main.operations:
+        weight = op.inputs.get("weight", [None])[0] if op.type == "conv" else None
+        if weight is None or not weight.is_const or weight.value.shape[2:] != (3, 3):
+            continue
+        blob = next(package.rglob("weight.bin"))
+        data = blob.read_bytes()
+        old = np.ascontiguousarray(weight.value).tobytes()
+        at = data.find(old)
+        assert at >= 0 and data.find(old, at + 1) < 0, "weight bytes not found exactly once"
+        new = np.ascontiguousarray(weight.value.transpose(0, 1, 3, 2)).tobytes()
+        blob.write_bytes(data[:at] + new + data[at + len(old) :])
+        return op.name
+    raise AssertionError(f"no 3x3 conv weight in {package}")
+
+
 # --- synthetic clips for the video/mask/writer tests ---------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Core ML backends (coreml-cpu / -gpu / -ane / -all) and per-module placement.
+"""Core ML backends (coreml-cpu / -gpu / -ane / -all, and coreml-sim: the packages through the
+reference MIL executor of mil/) and per-module placement.
 
 Nothing here imports torch or coremltools at import time. The packages are fixed-size: the
 backends declare it (``fixed_size``) and the app fits every clip to them through
@@ -17,6 +18,7 @@ from .backend import (
 )
 from .compute_plan import ComputePlanReport, coreml_compute_plan_report
 from .geometry import FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
+from .sim import SIM_BACKEND, CoreMLSimBackend
 
 __all__ = [
     "BACKENDS",
@@ -25,7 +27,9 @@ __all__ = [
     "ComputePlanReport",
     "CoreMLBackend",
     "CoreMLModule",
+    "CoreMLSimBackend",
     "FrameGeometry",
+    "SIM_BACKEND",
     "UNAVAILABLE_REASON",
     "alpha_to_frame",
     "coreml_compute_plan_report",

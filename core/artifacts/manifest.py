@@ -57,6 +57,7 @@ class ValidationError(ExportError):
         self.output = output
         self.max_abs = max_abs
         self.mean_abs = mean_abs
+        self.detail = detail
         message = (
             f"exported module {module!r} does not match PyTorch on output {output!r}: "
             f"max abs error {max_abs:.3g}, mean abs error {mean_abs:.3g}"

@@ -62,8 +62,12 @@ def make_config(
 
 
 def available_backends() -> list[str]:
-    """Names of registered backends that can run here; ``torch`` first (the usual reference)."""
-    names = [name for name in plugins.backends() if runs_here(name)]
+    """Names of registered backends that can run here; ``torch`` first (the usual reference).
+
+    Simulations (``simulated = True``, e.g. coreml-sim) are left out: they check what a program
+    computes, their speed says nothing; name them explicitly to time them anyway."""
+    table = plugins.backends()
+    names = [name for name in table if runs_here(name) and not getattr(table[name], "simulated", False)]
     return sorted(names, key=lambda n: (n != "torch", n))
 
 

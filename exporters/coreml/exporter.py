@@ -15,9 +15,11 @@ Why it looks like this:
 * Every package goes through the static checks of checks.py right after conversion, on any OS;
   a package that fails is never recorded in a manifest, so no loader can pick it up.
 * ``validate=True`` additionally records realistic inputs by running the torch modules through
-  the engine's own state machine, and measures each module's fp16 drift on them (drift.py) —
-  the only numeric validation possible without a Mac. On macOS with the Core ML runtime, the
-  packages themselves are also run on those inputs and compared with PyTorch.
+  the engine's own state machine (partly filled and full memory), runs every saved package on them
+  with the reference MIL executor (validate.py, backends/coreml/mil) and compares each output with
+  PyTorch — on any OS; a mismatch raises ``CoreMLValidationError`` naming module, output and
+  error, and no manifest is written. fp16 exports also get their simulated fp16 drift measured
+  (drift.py). On macOS with the Core ML runtime, Apple's runtime runs the packages too.
 * The manifest (core/manifest.py) records the declaration, size, precision, weights digest,
   library versions, FLOPs per module, package sizes and every check/drift number.
 """
@@ -133,7 +135,7 @@ class CoreMLExporter:
         if validate:
             say("recording realistic inputs through the state machine")
             try:
-                input_sets = recorded_inputs(torch_modules, dims, frames=frames, mask=mask, keep="last")
+                input_sets = recorded_inputs(torch_modules, dims, frames=frames, mask=mask, keep="first_last")
             except ValueError as exc:
                 raise ExportError(f"cannot record validation inputs: {exc}") from None
             inputs_how = "state machine on " + ("the given clip" if frames is not None else "a synthetic clip")
@@ -169,9 +171,19 @@ class CoreMLExporter:
             "static_checks": {name: r.to_dict() for name, r in reports.items()},
             "inputs": inputs_how,
         }
+        if validate:
+            from .validate import validate_packages
+
+            say(f"running every package with the reference MIL executor against PyTorch ({precision})")
+            validation["mil_executor_vs_torch"] = validate_packages(
+                directory, {name: package_name(name) for name in names}, precision, input_sets, references=references
+            )
         if validate and precision == "fp16":
             say("measuring fp16 drift (torch, simulated Core ML FLOAT16)")
-            validation["fp16_drift"] = measure_drift(torch_modules, input_sets, references=references)
+            settled = {name: sets[-1:] for name, sets in input_sets.items()}  # the settled state only
+            validation["fp16_drift"] = measure_drift(
+                torch_modules, settled, references={name: refs[-1:] for name, refs in references.items()}
+            )
         if validate:
             runtime = _runtime_validation(directory, dims, precision, input_sets, references, validation, say)
             if runtime is not None:

@@ -21,7 +21,7 @@ ResNet depth; measured max <= 1.1e-3·s, mean <= 2e-4·s (mem_readout), so the b
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,20 +109,49 @@ def validate_onnx_modules(
     if modules is None:
         modules = [n for n in ALL_MODULE_SPECS if n in torch_modules and (files is None or n in files)]
     files = files or {name: f"{name}.onnx" for name in modules}
+
+    def load(name: str) -> RunModule:
+        session = cpu_session(directory / files[name])
+        return lambda inputs: run_session(session, name, inputs)
+
+    return compare_with_torch(load, torch_modules, input_sets, precision, modules)
+
+
+#: One exported module, run on named inputs (an ORT session, a Core ML program in an executor, ...).
+RunModule = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+def compare_with_torch(
+    load: Callable[[str], RunModule],
+    torch_modules: Mapping[str, Any] | None,
+    input_sets: Mapping[str, Sequence[InputSet]],
+    precision: str,
+    modules: Sequence[str],
+    references: Mapping[str, Sequence[Mapping[str, np.ndarray]]] | None = None,
+) -> dict[str, Any]:
+    """The validation loop every exporter shares: each module loaded by ``load(name)`` and run on
+    its input sets, every output held to ``tolerances_for(module, precision)`` against the torch
+    module (or against ``references``, torch outputs already computed for the same sets).
+
+    Raises ValidationError (module, output, errors) at the first output out of tolerance.
+    """
     report: dict[str, Any] = {}
     for name in modules:
         sets = list(input_sets[name])
         if not sets:
             raise ValidationError(name, "-", float("nan"), float("nan"), "no validation inputs for this module")
-        reference = TorchNumpyModule(ALL_MODULE_SPECS[name], torch_modules[name])
-        # torch first, then ONNX Runtime: the two runs' working memory is never held at once
-        wants = [reference(**inputs) for inputs in sets]
-        session = cpu_session(directory / files[name])
+        wanted = list(references[name]) if references and references.get(name) else None
+        if wanted is None:
+            if torch_modules is None:
+                raise ValueError(f"no torch module and no reference outputs for {name}")
+            reference = TorchNumpyModule(ALL_MODULE_SPECS[name], torch_modules[name])
+            # torch first, then the exported module: the two runs' working memory is never held at once
+            wanted = [reference(**inputs) for inputs in sets]
+        run = load(name)
         tol = tolerances_for(name, precision, int(sets[0]["mem_key"].shape[-1]) if "mem_key" in sets[0] else 0)
         checks: list[dict[str, OutputCheck]] = []
-        for inputs, want in zip(sets, wants, strict=True):
-            got = run_session(session, name, inputs)
-            checks.append(check_module_outputs(name, got, want, tol))
-        del session, wants
+        for inputs, want in zip(sets, wanted, strict=True):
+            checks.append(check_module_outputs(name, run(inputs), want, tol))
+        del run, wanted
         report[name] = {"input_sets": len(sets), "outputs": summarize_checks(checks), "passed": True}
     return report
