@@ -6,6 +6,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,27 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
-    mask: Path | None = typer.Option(
-        None, "--mask", "-m", help="First-frame mask (white = foreground); or use --mask-box / --mask-provider."
+    mask: list[Path] | None = typer.Option(
+        None,
+        "--mask",
+        "-m",
+        help="First-frame mask (white = foreground); repeat it for several subjects, or give one label image "
+        "(palette/gray PNG of subject ids); or use --mask-box / --mask-provider.",
+    ),
+    subjects: str | None = typer.Option(
+        None,
+        "--subjects",
+        help="Subjects to matte: ids of a label image, or positions of the --mask files (1,3 or all). "
+        "Each gets its own outputs (OUTDIR/<input>/alpha/<subject>/, <input>_<subject>_foreground.mp4).",
+    ),
+    union: bool = typer.Option(
+        False, "--union", help="With several subjects, also write every output for their union (subject 'union')."
+    ),
+    mask_frame: int | None = typer.Option(
+        None,
+        "--mask-frame",
+        help="Input frame the mask belongs to (default: the first processed); frames before it are matted "
+        "backwards from it.",
     ),
     mask_box: str | None = typer.Option(
         None, "--mask-box", help="First-frame box x,y,w,h in pixels; the mask is cut out by GrabCut."
@@ -55,8 +75,8 @@ def run(
         "official",
         "--weights",
         "-w",
-        help="official (cached, downloaded on first use), a .pth/.safetensors path, or "
-        "seeded:v1-pm (random test weights).",
+        help="official (MatAnyone) or official2 (MatAnyone 2; cached, downloaded on first use), "
+        "a .pth/.safetensors path, or seeded:v1-pm (random test weights).",
     ),
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
@@ -93,6 +113,9 @@ def run(
         mask_box=mask_box,
         mask_provider=mask_provider,
         quiet=quiet,
+        subjects=subjects,
+        union=union,
+        mask_frame=mask_frame,
         outputs=[o.strip() for item in outputs for o in item.split(",") if o.strip()],
         alpha_format=alpha_format,
         background=background,
@@ -116,7 +139,7 @@ def matte_clip(
     input: Path,
     output: Path,
     *,
-    mask: Path | None,
+    mask: Path | Sequence[Path] | None,
     mask_box: str | None,
     mask_provider: str | None,
     quiet: bool,
@@ -128,14 +151,11 @@ def matte_clip(
     default rather than a typer ``OptionInfo`` object."""
     from ..app.api import convert_video
     from ..app.loading import precision_plan
-    from ..media.mask_providers import first_frame_mask
 
     started = time.perf_counter()
     progress_cb, finish = _progress(quiet)
     try:
-        first_mask = first_frame_mask(
-            input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
-        )
+        first_mask = _first_mask(input, mask, mask_box, mask_provider, options)
         if options.get("precision") == "fast" and not quiet:
             plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
             for name, (chosen, why) in plan.items():
@@ -156,6 +176,31 @@ def matte_clip(
             f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
             err=True,
         )
+
+
+def _first_mask(
+    input: Path, mask: Path | Sequence[Path] | None, mask_box: str | None, mask_provider: str | None, options: Any
+):
+    """The ``--mask`` files (one per subject) or the one mask a box or provider makes, on the
+    mask's frame (``--mask-frame``, else ``--start``)."""
+    from ..engine.errors import InputError
+    from ..media.mask_providers import first_frame_mask
+
+    files = [mask] if isinstance(mask, Path) else list(mask or [])
+    if len(files) > 1:
+        if mask_box is not None or mask_provider is not None:
+            raise InputError(
+                "--mask-box and --mask-provider make one subject's mask: pass one --mask per subject instead"
+            )
+        return files
+    frame = options.get("mask_frame")
+    return first_frame_mask(
+        input,
+        mask=files[0] if files else None,
+        mask_box=mask_box,
+        mask_provider=mask_provider,
+        start=frame if frame is not None else options.get("start", 0),
+    )
 
 
 def _progress(quiet: bool):
