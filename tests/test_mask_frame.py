@@ -229,3 +229,33 @@ def test_a_box_mask_is_made_from_the_mask_frame(tmp_path, monkeypatch):
     result = _run(clip, "--mask-box", "10,10,30,20", "--start", "1", "--mask-frame", "3", "-o", tmp_path / "o", *FAST)
     assert result.exit_code == 2 and "stop here" in result.output
     assert seen["start"] == 3 and seen["mask_box"] == "10,10,30,20"
+
+
+def test_sample_clip_mask_on_a_later_frame(data_dir, tmp_path):
+    """On the MatAnyone sample (video input, --max-size): one alpha per input frame, frames from K
+    equal a --start K run, frames before K a run over the decoded frames K..0."""
+    from matanyone_engine.core.media import video
+
+    clip, mask = data_dir / "test-sample1.mp4", data_dir / "test-sample1.png"
+    frames, k = 4, 2
+    reverse = tmp_path / "rev"
+    reverse.mkdir()
+    for i, frame in enumerate(list(video.iter_frames(clip, count=k + 1))[::-1]):
+        Image.fromarray(frame).save(reverse / f"{i:03d}.png")
+    common = ["--mask", mask, "--max-size", "64", *FAST]
+    runs = {
+        "both": [clip, "--frames", frames, "--mask-frame", k],
+        "start": [clip, "--start", k, "--frames", frames - k],
+        "reversed": [reverse],
+    }
+    for name, args in runs.items():
+        result = _run(*args, *common, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    mine = _alphas(tmp_path / "both" / "test-sample1" / "alpha")
+    assert len(mine) == frames
+    forward = _alphas(tmp_path / "start" / "test-sample1" / "alpha")
+    backward = _alphas(tmp_path / "reversed" / "rev" / "alpha")
+    for i in range(k, frames):
+        np.testing.assert_array_equal(mine[i], forward[i - k])
+    for i in range(k):
+        np.testing.assert_array_equal(mine[i], backward[k - i])
