@@ -2,6 +2,7 @@
 clip a tenth as long, same size, each in a fresh process. Exits 1 when the ratio exceeds --target.
 
     python benchmarks/memory_streaming.py --short 300 --long 3000 --size 64x112
+    python benchmarks/memory_streaming.py --short 60 --long 600 --mask-frame-middle   # both directions
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--target", type=float, default=1.10, help="largest acceptable long/short peak RSS ratio")
+    parser.add_argument(
+        "--mask-frame-middle",
+        action="store_true",
+        help="put the mask on the middle frame, so half of each clip is matted backwards",
+    )
     args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
     results = {}
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--quiet",
                     "--outputs",
                     "alpha,foreground",
+                    *(["--mask-frame", str(frames // 2)] if args.mask_frame_middle else []),
                 ]
             )
             written = len(list((tmp / f"out_{label}" / label / "alpha").iterdir()))

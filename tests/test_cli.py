@@ -179,7 +179,7 @@ def test_unavailable_backend_says_why(clip, tmp_path):
 def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
     from matanyone_engine.core.engine import driver
 
-    real = driver.matte_frames
+    real = driver.matte_subjects
 
     def interrupted(*args, **kwargs):
         for i, frame in enumerate(real(*args, **kwargs)):
@@ -187,7 +187,7 @@ def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr("matanyone_engine.core.app.api.matte_frames", interrupted)
+    monkeypatch.setattr("matanyone_engine.core.app.api.matte_subjects", interrupted)
     result = run_cli(clip[0], "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "alpha,foreground")
     assert result.exit_code == 130
     assert "interrupted" in result.output

@@ -15,13 +15,13 @@ from matanyone_engine.core.cli import app
 
 def test_demo_writes_alpha_rgba_and_a_composite_without_pipelining(tmp_path: Path, monkeypatch):
     seen: dict[str, object] = {}
-    real = api.matte_frames
+    real = api.matte_subjects
 
     def recording(*args, **kwargs):
         seen.update(kwargs)
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(api, "matte_frames", recording)
+    monkeypatch.setattr(api, "matte_subjects", recording)
     monkeypatch.chdir(tmp_path)  # no ../shared from here: the generated clip is used
     monkeypatch.setattr("matanyone_engine.core.app.samples.checkout_root", lambda: tmp_path)
     out = tmp_path / "out"

@@ -12,19 +12,22 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..engine.driver import matte_frames
+from ..engine.driver import matte_subjects
 from ..engine.errors import InputError, MatanyoneWarning, OptionError
-from ..engine.fixed_size import matte_fixed_size
+from ..engine.fixed_size import matte_subjects_fixed_size
 from ..engine.padding import padded_size
 from ..engine.protocol import Module
 from ..engine.spec import Dims
 from ..engine.state import MemoryConfig
+from ..media.subjects import MaskSource, SubjectMasks
+from . import passes
 from .loading import DEFAULT_BACKEND, backend_for, fixed_module_size, load_modules, pipeline_pays
 from .models import open_model_folder, settle_request
 from .options import check_run_options, parse_size
@@ -37,21 +40,27 @@ DEFAULT_PRECISION = "fp32"
 DEFAULT_MEM_FRAMES = 5
 #: ``output_size`` values: the input's own resolution (default), or the network's (after --max-size).
 OUTPUT_SIZES = ("input", "network")
+#: What ``mask`` may be: one mask, one per subject, {name: mask}, or subjects already resolved.
+MaskInput = MaskSource | Sequence[MaskSource] | Mapping[str, MaskSource] | SubjectMasks
 
 
 @dataclass
 class MatteFrame:
     index: int
     rgb: np.ndarray  # (H, W, 3) uint8, the upright frame the matte belongs to (input size, or the network's)
-    alpha: np.ndarray  # (H, W) float32 in [0, 1], the same size as rgb
+    alpha: np.ndarray  # (H, W) float32 in [0, 1], the same size as rgb; several subjects: their union (max)
     time: Fraction | None = None  # seconds from the start of the input's video stream
     duration: Fraction | None = None  # how long the input shows it, when the container says
+    #: every subject's alpha by subject name, in the order the subjects were given
+    subjects: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def matte(
     input: str | Path,
-    mask: str | Path | np.ndarray,
+    mask: MaskInput,
     *,
+    subjects: str | Sequence[int | str] | None = None,
+    mask_frame: int | None = None,
     weights: str | None = None,
     backend: str = DEFAULT_BACKEND,
     warmup: int = 10,
@@ -71,8 +80,17 @@ def matte(
     package_size: str | tuple[int, int] | None = None,
     output_size: str = "input",
     upsample: str = "guided",
+    scratch_dir: str | Path | None = None,
 ) -> Iterator[MatteFrame]:
-    """Stream one matte per input frame. ``mask`` is a path or a HxW uint8 array (255 = foreground).
+    """Stream one matte per input frame, in input order.
+
+    ``mask`` is a path or a HxW uint8 array (255 = foreground); a list of them, one per subject
+    (subjects 1, 2, ...); a {name: mask} mapping; or a label image whose values are subject ids
+    (see media/subjects.py), with ``subjects`` choosing ids ("1,3", [1, 3] or "all"). Each
+    subject has its own state machine; the image encoder runs once per frame for all of them.
+    ``mask_frame`` is the input frame the masks belong to (default: the first one processed,
+    ``start``); frames before it are matted backwards from it (see app/passes.py), using a
+    scratch folder in ``scratch_dir`` (default: the system's temporary folder).
 
     Option values are checked at the call (OptionError); the input, the mask and the rest are
     checked when iteration starts, before the model loads, so bad input fails fast.
@@ -117,6 +135,9 @@ def matte(
     return _matte(
         input,
         mask,
+        subjects=subjects,
+        mask_frame=mask_frame,
+        scratch_dir=scratch_dir,
         weights=weights,
         backend=backend,
         warmup=warmup,
@@ -139,27 +160,46 @@ def matte(
     )
 
 
-def _first_frame_mask(mask: str | Path | np.ndarray, info, erode: int, dilate: int, size: tuple[int, int]):
-    """The mask as the model gets it (read, fitted, prepared, shrunk, checked)."""
+def _subject_mask(raw: np.ndarray, info, erode: int, dilate: int, size: tuple[int, int], where: str) -> np.ndarray:
+    """One subject's mask as the model gets it (fitted to the frame, prepared, shrunk, checked).
+
+    ``where`` names the subject in messages ("subject 2 (b.png)"); empty for a plain run."""
     from ..media import masks
 
-    if isinstance(mask, np.ndarray):
-        raw = mask
-    else:
-        reading = masks.read_mask(mask)
-        log.info("mask %s: foreground read from its %s", Path(mask).name, reading.describe())
-        if len(reading.labels) > 1:
-            found = ", ".join(str(v) for v in reading.labels)
-            warnings.warn(
-                f"mask {Path(mask).name} is a label mask with labels {found}: they are matted together as one subject",
-                MatanyoneWarning,
-                stacklevel=3,
-            )
-        raw = reading.mask
-    raw, warning = masks.fit_mask_to_frame(raw, info.height, info.width, turned=info.orientation.describe())
+    try:
+        raw, warning = masks.fit_mask_to_frame(raw, info.height, info.width, turned=info.orientation.describe())
+        prepared = masks.mask_for_model(raw, *size, erode=erode, dilate=dilate)
+    except InputError as exc:
+        if not where:
+            raise
+        raise InputError(f"{where}: {exc}") from None
     if warning:
-        warnings.warn(warning, MatanyoneWarning, stacklevel=3)
-    return masks.mask_for_model(raw, *size, erode=erode, dilate=dilate)
+        warnings.warn(f"{where}: {warning}" if where else warning, MatanyoneWarning, stacklevel=4)
+    return prepared
+
+
+def _mask_frame(info, start: int, frames: int | None, mask_frame: int | None) -> int:
+    """The input frame the masks belong to, checked against the frames the run processes."""
+    if mask_frame is None:
+        return start
+    if mask_frame < 0:
+        raise InputError(f"--mask-frame must be 0 or more, got {mask_frame}")
+    total = info.frame_count
+    if mask_frame >= total:
+        raise InputError(
+            f"--mask-frame {mask_frame} is outside the clip: {info.path.name} has {total} frames (0..{total - 1})"
+        )
+    if mask_frame < start:
+        raise InputError(
+            f"--mask-frame {mask_frame} is before --start {start}: the mask's frame must be one the run "
+            "processes; lower --start"
+        )
+    if frames is not None and mask_frame >= start + frames:
+        raise InputError(
+            f"--mask-frame {mask_frame} is after the last frame processed ({start + frames - 1}); "
+            "raise --frames or leave it out"
+        )
+    return mask_frame
 
 
 def _describe_input(info) -> None:
@@ -184,8 +224,11 @@ def _describe_input(info) -> None:
 
 def _matte(
     input: str | Path,
-    mask: str | Path | np.ndarray,
+    mask: MaskInput,
     *,
+    subjects: str | Sequence[int | str] | None,
+    mask_frame: int | None,
+    scratch_dir: str | Path | None,
     weights: str | None,
     backend: str,
     warmup: int,
@@ -207,11 +250,17 @@ def _matte(
     upsample: str,
 ) -> Iterator[MatteFrame]:
     from ..media import video
+    from ..media.subjects import resolve_subjects
 
     info = video.probe(input)
     _describe_input(info)
     height, width = video.scaled_size(info.height, info.width, max_size)
-    prepared = _first_frame_mask(mask, info, erode, dilate, (height, width))
+    chosen = resolve_subjects(mask, subjects)
+    prepared = {
+        name: _subject_mask(raw, info, erode, dilate, (height, width), chosen.where(name))
+        for name, raw in chosen.masks.items()
+    }
+    anchor = _mask_frame(info, start, frames, mask_frame)
     resized = (height, width) != (info.height, info.width)
     full_output = resized and output_size == "input"
 
@@ -257,48 +306,46 @@ def _matte(
     from ..media.streaming import prefetch
     from ..media.upsample import upsample_alpha
 
-    # (frame the output belongs to, frame the network sees): the same array unless --max-size
-    # shrinks it; with full_output the full-resolution frame is kept for the upsampling and writers
-    source = video.iter_timed_frames(input, start=start, count=frames)
-    pairs = ((f, video.resize_to_max_size(f.rgb, max_size) if resized else f.rgb) for f in source)
-    timed = prefetch(pairs, depth=4)
-    kept: list[video.TimedFrame] = []
+    def read(first: int, count: int | None) -> Iterator[video.TimedFrame]:
+        return prefetch(video.iter_timed_frames(input, start=first, count=count), depth=4)
 
-    def remember(frames_in):
-        for full, small in frames_in:
-            kept.append(full if full_output else video.TimedFrame(small, full.time, full.duration))
-            yield small
+    def view(frame: video.TimedFrame) -> np.ndarray:  # what the network runs on (after --max-size)
+        return video.resize_to_max_size(frame.rgb, max_size) if resized else frame.rgb
 
-    config = MemoryConfig(mem_every=mem_every)
-    if fixed is None:
-        results = matte_frames(
-            modules,
-            remember(timed),
-            prepared,
-            warmup=warmup,
-            mem_frames=mem_frames,
-            config=config,
-            pipeline=bool(pipeline),
-        )
+    driver: dict[str, Any] = {
+        "warmup": warmup,
+        "mem_frames": mem_frames,
+        "config": MemoryConfig(mem_every=mem_every),
+        "pipeline": bool(pipeline),
+        "view": view,
+        "drive": matte_subjects if fixed is None else _fixed(fixed),
+    }
+    if anchor == start:
+        matted = passes.forward(modules, read(start, frames), prepared, **driver)
     else:
-        results = matte_fixed_size(
-            modules,
-            remember(timed),
-            prepared,
-            fixed,
-            warmup=warmup,
-            mem_frames=mem_frames,
-            config=config,
-            pipeline=bool(pipeline),
+        matted = passes.both_ways(
+            modules, read, prepared, first=start, anchor=anchor, count=frames, scratch_dir=scratch_dir, **driver
         )
     try:
-        for result in results:
-            frame = kept.pop(0)
-            alpha = upsample_alpha(result.alpha, frame.rgb, upsample) if full_output else result.alpha
-            yield MatteFrame(result.index, frame.rgb, alpha, frame.time, frame.duration)
+        for item in matted:
+            frame = item.frame
+            rgb = frame.rgb if full_output else view(frame)
+            alphas = item.alphas
+            if full_output:  # the network's alpha brought to the input's resolution, guided by its frame
+                alphas = {name: upsample_alpha(a, rgb, upsample) for name, a in alphas.items()}
+            alpha = next(iter(alphas.values())) if len(alphas) == 1 else np.maximum.reduce(list(alphas.values()))
+            yield MatteFrame(item.position, rgb, alpha, frame.time, frame.duration, alphas if chosen.named else {})
     finally:
-        _close(results)
-        _close(timed)
+        _close(matted)
+
+
+def _fixed(module_hw: tuple[int, int]) -> passes.Drive:
+    """The clip loop for modules built for ``module_hw`` (frames fitted to it, alpha mapped back)."""
+
+    def drive(modules: Mapping[str, Module], frames, masks, **options: Any):
+        return matte_subjects_fixed_size(modules, frames, masks, module_hw, **options)
+
+    return drive
 
 
 def _close(iterator: object) -> None:
@@ -310,33 +357,52 @@ def _close(iterator: object) -> None:
 
 def convert_video(
     input: str | Path,
-    mask: str | Path | np.ndarray,
+    mask: MaskInput,
     output_dir: str | Path,
     *,
     outputs: Sequence[str] = ("alpha",),
     alpha_format: str = "png16",
     background: str = "120,255,155",
     video_format: str = "prores",
+    subjects: str | Sequence[int | str] | None = None,
+    union: bool = False,
     progress=None,
     **options,
 ) -> list[Path]:
     """Matte a whole clip and write the chosen outputs; returns the written paths.
 
-    Nothing is left half-written: writers build under temporary names and rename on success,
-    and OUTDIR is created only once the first matte is ready. Warnings (a resized mask, audio
-    that could not be carried) are issued as MatanyoneWarning.
+    With several subjects each gets its own outputs (OUTDIR/<input>/alpha/<subject>/...,
+    OUTDIR/<input>_<subject>_foreground.mp4, ...); ``union`` also writes every output for the
+    union of the subjects, as subject ``union``. Nothing is left half-written: writers build
+    under temporary names and rename on success, and OUTDIR is created only once the first matte
+    is ready. Warnings (a resized mask, audio that could not be carried) are MatanyoneWarning.
     """
     from ..media import video, writers
     from ..media.streaming import BackgroundSink
+    from ..media.subjects import UNION, resolve_subjects
 
     check_run_options(
         outputs=list(outputs), alpha_format=alpha_format, video_format=video_format, background=background, **options
     )
+    chosen = resolve_subjects(mask, subjects)
+    if union and len(chosen.names) < 2:
+        raise InputError("--union needs two or more subjects: pass several --mask files or a label image")
     info = video.probe(input)
     writers.check_writable(Path(output_dir))
-    matte_iter = matte(input, mask, **options)
+    # scratch frames of a backward pass go beside the outputs (/tmp may be a small RAM disk), in
+    # the nearest folder that exists: OUTDIR itself is made only when the first matte is ready
+    out = Path(output_dir).expanduser().absolute()
+    options.setdefault("scratch_dir", next(p for p in (out, *out.parents) if p.is_dir()))
+    matte_iter = matte(input, chosen, **options)
     sinks = None
     encoder: BackgroundSink | None = None
+
+    def write(frame: MatteFrame, group: writers.WriterGroup) -> None:
+        if not chosen.named:
+            group.write(frame.rgb, frame.alpha, frame.time, frame.duration)
+        else:
+            group.write_subjects(frame.rgb, {**frame.subjects, UNION: frame.alpha}, frame.time, frame.duration)
+
     try:
         for frame in matte_iter:
             if sinks is None:
@@ -350,8 +416,10 @@ def convert_video(
                     video_format=video_format,
                     start_frame=options.get("start", 0),
                     start_time=frame.time,
+                    subjects=chosen.names if chosen.named else None,
+                    union_outputs=list(outputs) if union else (),
                 )
-                encoder = BackgroundSink(lambda f, s=sinks: s.write(f.rgb, f.alpha, f.time, f.duration))
+                encoder = BackgroundSink(lambda f, s=sinks: write(f, s))
             encoder.put(frame)
             if progress is not None:
                 progress(frame.index)

@@ -9,7 +9,7 @@ seconds, written paths, and the backend and precision the options resolved to on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,43 @@ def describe_precision(plan: PrecisionPlan) -> str:
     return ",".join(f"{name}={concrete}" for name, concrete in chosen.items())
 
 
+def resolve_masks(
+    input: str | Path,
+    mask: str | Path | np.ndarray | Sequence[str | Path] | None,
+    mask_box: str | None,
+    mask_provider: str | None,
+    mask_frame: int | None,
+    start: int,
+) -> Any:
+    """What ``convert_video`` gets as ``mask``: the ``--mask`` files as given (several: one per
+    subject), an array as given, or the one mask a box or a provider makes on the mask's frame
+    (``mask_frame``, else ``start``)."""
+    from ..engine.errors import InputError
+    from ..media.mask_providers import first_frame_mask
+
+    if isinstance(mask, np.ndarray) and mask_box is None and mask_provider is None:
+        return mask
+    files = [mask] if isinstance(mask, (str, Path)) else list(mask or [])
+    if len(files) > 1:
+        if mask_box is not None or mask_provider is not None:
+            raise InputError(
+                "--mask-box and --mask-provider make one subject's mask: pass one --mask per subject instead"
+            )
+        return files
+    return first_frame_mask(
+        input,
+        mask=files[0] if files else None,
+        mask_box=mask_box,
+        mask_provider=mask_provider,
+        start=mask_frame if mask_frame is not None else start,
+    )
+
+
 def run_clip(
     input: str | Path,
     output: str | Path,
     *,
-    mask: str | Path | np.ndarray | None = None,
+    mask: str | Path | np.ndarray | Sequence[str | Path] | None = None,
     mask_box: str | None = None,
     mask_provider: str | None = None,
     progress: Callable[[int], None] | None = None,
@@ -73,8 +105,6 @@ def run_clip(
     """Resolve the first-frame mask, matte ``input`` into ``output`` with ``convert_video``, and
     say what ran. ``options`` are ``convert_video``/``matte`` keywords; ``announce`` hears the
     precision plan of ``--precision fast`` before the model loads (``run`` prints it)."""
-    from ..media.mask_providers import first_frame_mask
-
     started = time.perf_counter()
     backend = options.get("backend", DEFAULT_BACKEND)
     placement = options.get("placement")
@@ -84,17 +114,7 @@ def run_clip(
         backend = backend_for(backend, folder)
         precision = precision or folder.manifest.precision
     precision = precision or "fp32"
-    first_mask = (
-        mask
-        if isinstance(mask, np.ndarray) and mask_box is None and mask_provider is None
-        else first_frame_mask(
-            input,
-            mask=mask if not isinstance(mask, np.ndarray) else None,
-            mask_box=mask_box,
-            mask_provider=mask_provider,
-            start=options.get("start", 0),
-        )
-    )
+    first_mask = resolve_masks(input, mask, mask_box, mask_provider, options.get("mask_frame"), options.get("start", 0))
     plan: PrecisionPlan | None = None
     if announce is not None and precision == "fast":
         # only `fast` has something to say; any other precision is resolved after the run, so a bad

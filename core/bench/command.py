@@ -81,6 +81,12 @@ def bench(
     pipeline: bool = typer.Option(
         False, "--pipeline", help="Also measure each configuration with the next frame's image encoder overlapped."
     ),
+    subjects: int = typer.Option(
+        1,
+        "--subjects",
+        help="Also measure 2..K subjects per run (one state machine each, one shared image encoder), "
+        "each against K separate one-subject runs.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Time each module and each frame per backend x precision through the real state machine."""
@@ -112,6 +118,7 @@ def bench(
             prepare=prepare,
             log=log,
             pipeline=pipeline,
+            subjects=subjects,
         )
     except MatanyoneError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -149,6 +156,7 @@ def bench_command(
     prepare: bool = True,
     log: Log | None = None,
     pipeline: bool = False,
+    subjects: int = 1,
 ) -> tuple[dict[str, Any], Path | None]:
     """Everything ``bench`` does except printing: returns (report, profile path or None).
 
@@ -199,7 +207,7 @@ def bench_command(
             resolve_backend(name)
         configs = [make_config(name, precision) for name in chosen]
     else:
-        configs = plan_configs(backends, precisions, placement, pipeline)
+        configs = plan_configs(backends, precisions, placement, pipeline, subjects)
     _check_memory(configs, height, width)
     data = load_clip((height, width), frames, clip, mask, synthetic)
     if log:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..app.loading import load_modules, precision_plan
 from ..app.models import ModelFolder
-from ..engine.driver import clip_dims, matte_frames
+from ..engine.driver import clip_dims, matte_subjects
 from ..engine.errors import InputError, MatanyoneError
 from ..engine.protocol import Module
 from ..engine.tiling import read_tiles
@@ -52,7 +52,12 @@ class TimedModule:
 
 
 def time_clip_pass(
-    modules: Mapping[str, Module], clip: ClipData, state_warmup: int = 1, mem_frames: int = 5, pipeline: bool = False
+    modules: Mapping[str, Module],
+    clip: ClipData,
+    state_warmup: int = 1,
+    mem_frames: int = 5,
+    pipeline: bool = False,
+    subjects: int = 1,
 ) -> dict[str, Any]:
     """One pass of the state machine over the clip with every module timed.
 
@@ -63,15 +68,18 @@ def time_clip_pass(
     whole pass), and ``frame_calls``: how often each module ran in each steady-state frame (the
     mix differs between memory and other frames, and FLOPs per frame follow from it). With
     ``pipeline`` the encoder of frame t+1 overlaps frame t, so module times include contention and
-    only the frame times say what the overlap gains.
+    only the frame times say what the overlap gains. With ``subjects`` > 1 the clip's mask seeds that
+    many subjects (timing depends on shapes, not on which pixels the masks cover); a frame is then
+    every subject's matte of it.
     """
     calls: dict[str, list[float]] = {name: [] for name in modules}
     timed = {name: TimedModule(module, calls[name]) for name, module in modules.items()}
     gc.collect()  # start every pass with the same garbage, so a collection lands in no pass by habit
     stamps = [time.perf_counter()]
     counts = [dict.fromkeys(calls, 0)]
-    for _ in matte_frames(
-        timed, iter(clip.frames), clip.mask, warmup=state_warmup, mem_frames=mem_frames, pipeline=pipeline
+    masks = {str(k): clip.mask for k in range(1, subjects + 1)}
+    for _ in matte_subjects(
+        timed, iter(clip.frames), masks, warmup=state_warmup, mem_frames=mem_frames, pipeline=pipeline
     ):
         stamps.append(time.perf_counter())
         counts.append({name: len(c) for name, c in calls.items()})
@@ -213,7 +221,9 @@ class _LocalRunner:
 
     def run_pass(self) -> dict[str, Any]:
         assert self.modules is not None, "start() first"
-        return time_clip_pass(self.modules, self.clip, self.state_warmup, self.mem_frames, self.config.pipeline)
+        return time_clip_pass(
+            self.modules, self.clip, self.state_warmup, self.mem_frames, self.config.pipeline, self.config.subjects
+        )
 
     def finish(self) -> dict[str, Any]:
         threads = _runtime_threads(self.modules)
@@ -412,6 +422,7 @@ def run_bench(
             "precision": config.precision,
             "resolved_precision": info.get(config.label, {}).get("resolved_precision"),
             "pipeline": config.pipeline,
+            "subjects": config.subjects,
             "label": config.label,
             "placement": dict(config.placement) or None,
         }
@@ -444,7 +455,7 @@ def run_bench(
         "isolation": "one worker process per configuration" if isolate else "all configurations in one process",
         "prepared": bool(prepare and isolate),
         "interleave": "clip by clip, order rotated each round (A B C, B C A, ...)",
-        "frame_definition": "wall time between consecutive mattes of matte_frames, frames 1..n-1 "
+        "frame_definition": "wall time between consecutive mattes of matte_subjects (every subject's), frames 1..n-1 "
         "(frame 0 = seed + first-frame predictions is reported as first_frame)",
         "load_definition": "wall time of load_modules, including any export or compilation the backend "
         "did (long when its artifact cache was cold)",

@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -85,8 +85,27 @@ def _console(verbose: bool) -> Iterator[None]:
 @app.command(cls=OneLineErrors)
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
-    mask: Path | None = typer.Option(
-        None, "--mask", "-m", help="First-frame mask (white = foreground); or use --mask-box / --mask-provider."
+    mask: list[Path] | None = typer.Option(
+        None,
+        "--mask",
+        "-m",
+        help="First-frame mask (white = foreground); repeat it for several subjects, or give one label image "
+        "(palette/gray PNG of subject ids); or use --mask-box / --mask-provider.",
+    ),
+    subjects: str | None = typer.Option(
+        None,
+        "--subjects",
+        help="Subjects to matte: ids of a label image, or positions of the --mask files (1,3 or all). "
+        "Each gets its own outputs (OUTDIR/<input>/alpha/<subject>/, <input>_<subject>_foreground.mp4).",
+    ),
+    union: bool = typer.Option(
+        False, "--union", help="With several subjects, also write every output for their union (subject 'union')."
+    ),
+    mask_frame: int | None = typer.Option(
+        None,
+        "--mask-frame",
+        help="Input frame the mask belongs to (default: the first processed); frames before it are matted "
+        "backwards from it.",
     ),
     mask_box: str | None = typer.Option(
         None, "--mask-box", help="First-frame box x,y,w,h in pixels; the mask is cut out by GrabCut."
@@ -108,8 +127,8 @@ def run(
         None,
         "--weights",
         "-w",
-        help="official (the default: cached, downloaded on first use), a .pth/.safetensors path, or "
-        "seeded:v1-pm (random test weights). With --models the folder's weights.",
+        help="official (MatAnyone, the default) or official2 (MatAnyone 2): cached, downloaded on first use; "
+        "a .pth/.safetensors path; or seeded:v1-pm (random test weights). With --models the folder's weights.",
         show_default=False,
     ),
     models: Path | None = typer.Option(
@@ -176,6 +195,9 @@ def run(
         mask_provider=mask_provider,
         quiet=quiet,
         verbose=verbose,
+        subjects=subjects,
+        union=union,
+        mask_frame=mask_frame,
         outputs=[o.strip() for item in outputs for o in item.split(",") if o.strip()],
         alpha_format=alpha_format,
         background=background,
@@ -203,7 +225,7 @@ def matte_clip(
     input: Path,
     output: Path,
     *,
-    mask: Path | None,
+    mask: Path | Sequence[Path] | None,
     mask_box: str | None,
     mask_provider: str | None,
     quiet: bool,
@@ -268,6 +290,31 @@ def _folder_order(folder: Path, start: int, count: int) -> str:
     names = [p.name for p in frame_files(folder)][start : start + count]
     shown = names if len(names) <= 4 else [*names[:3], "...", names[-1]]
     return f"frames read in natural order: {', '.join(shown)}"
+
+
+def _first_mask(
+    input: Path, mask: Path | Sequence[Path] | None, mask_box: str | None, mask_provider: str | None, options: Any
+):
+    """The ``--mask`` files (one per subject) or the one mask a box or provider makes, on the
+    mask's frame (``--mask-frame``, else ``--start``)."""
+    from ..engine.errors import InputError
+    from ..media.mask_providers import first_frame_mask
+
+    files = [mask] if isinstance(mask, Path) else list(mask or [])
+    if len(files) > 1:
+        if mask_box is not None or mask_provider is not None:
+            raise InputError(
+                "--mask-box and --mask-provider make one subject's mask: pass one --mask per subject instead"
+            )
+        return files
+    frame = options.get("mask_frame")
+    return first_frame_mask(
+        input,
+        mask=files[0] if files else None,
+        mask_box=mask_box,
+        mask_provider=mask_provider,
+        start=frame if frame is not None else options.get("start", 0),
+    )
 
 
 def _progress(quiet: bool):

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 from itertools import chain
+from typing import Any
 
 import numpy as np
 
-from .driver import FrameResult, matte_frames
+from .driver import FrameResult, SubjectsResult, matte_subjects
 from .geometry import DEFAULT_ASPECT_TOLERANCE, FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
 from .padding import padded_size
 from .protocol import Module
@@ -41,10 +42,10 @@ def fit_geometry(
     return plan_geometry(frame_hw, module_hw, tolerance=tolerance)
 
 
-def matte_fixed_size(
+def matte_subjects_fixed_size(
     modules: Mapping[str, Module],
     frames: Iterable[np.ndarray],
-    mask_255: np.ndarray,
+    masks_255: Mapping[str, np.ndarray],
     module_hw: tuple[int, int],
     *,
     warmup: int = 10,
@@ -53,10 +54,11 @@ def matte_fixed_size(
     recorder: Recorder | None = None,
     pipeline: bool = False,
     tolerance: float = DEFAULT_ASPECT_TOLERANCE,
-) -> Iterator[FrameResult]:
-    """Stream mattes for ``frames`` (HxWx3 uint8) with modules built for ``module_hw``.
+) -> Iterator[SubjectsResult]:
+    """``driver.matte_subjects`` with modules built for ``module_hw``: every subject's matte of
+    every frame, at the frames' size.
 
-    ``mask_255`` is the prepared first-frame mask at the frames' size. It is mapped with linear
+    The masks are the prepared first-frame masks at the frames' size. They are mapped with linear
     resampling, like the frames (a soft mask stays soft; a 0/255 mask gets soft edges only where
     it is resized). Alpha and logits come back at the frames' size, the alpha clipped to [0, 1].
     """
@@ -65,14 +67,15 @@ def matte_fixed_size(
     if first is None:
         return
     frame_hw = (int(first.shape[0]), int(first.shape[1]))
-    if mask_255.shape[:2] != frame_hw:
-        raise ValueError(f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are {frame_hw[1]}x{frame_hw[0]}")
+    for mask in masks_255.values():
+        if mask.shape[:2] != frame_hw:
+            raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but frames are {frame_hw[1]}x{frame_hw[0]}")
     run = partial(
-        matte_frames, warmup=warmup, mem_frames=mem_frames, config=config, recorder=recorder, pipeline=pipeline
+        matte_subjects, warmup=warmup, mem_frames=mem_frames, config=config, recorder=recorder, pipeline=pipeline
     )
     geometry = fit_geometry(frame_hw, module_hw, tolerance)
     if geometry is None:
-        yield from run(modules, chain([first], iterator), mask_255)
+        yield from run(modules, chain([first], iterator), masks_255)
         return
 
     def fitted() -> Iterator[np.ndarray]:
@@ -85,9 +88,27 @@ def matte_fixed_size(
                 )
             yield frame_to_package(frame, geometry)
 
-    for result in run(modules, fitted(), frame_to_package(mask_255, geometry)):
-        alpha = np.clip(alpha_to_frame(result.alpha, geometry), 0.0, 1.0)
-        yield FrameResult(result.index, alpha, alpha_to_frame(result.logits, geometry))
+    package_masks = {name: frame_to_package(mask, geometry) for name, mask in masks_255.items()}
+    for result in run(modules, fitted(), package_masks):
+        yield SubjectsResult(result.index, {name: _back(r, geometry) for name, r in result.subjects.items()})
 
 
-__all__ = ["fit_geometry", "matte_fixed_size"]
+def _back(result: FrameResult, geometry: FrameGeometry) -> FrameResult:
+    alpha = np.clip(alpha_to_frame(result.alpha, geometry), 0.0, 1.0)
+    return FrameResult(result.index, alpha, alpha_to_frame(result.logits, geometry))
+
+
+def matte_fixed_size(
+    modules: Mapping[str, Module],
+    frames: Iterable[np.ndarray],
+    mask_255: np.ndarray,
+    module_hw: tuple[int, int],
+    **options: Any,
+) -> Iterator[FrameResult]:
+    """One subject: ``matte_frames`` with modules built for ``module_hw`` (options as
+    ``matte_subjects_fixed_size``)."""
+    for result in matte_subjects_fixed_size(modules, frames, {"1": mask_255}, module_hw, **options):
+        yield result.subjects["1"]
+
+
+__all__ = ["fit_geometry", "matte_fixed_size", "matte_subjects_fixed_size"]

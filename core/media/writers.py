@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from PIL import Image, ImageColor, UnidentifiedImageError
 
 from ..engine.errors import InputError, MatanyoneWarning, OutputError
 from .staging import Staged, check_writable, make_folders, remove_empty, remove_leftovers
+from .subjects import UNION
 from .video import VideoInfo, fps_fraction
 
 #: The official demo's green-screen colour, the default foreground background.
@@ -707,9 +708,13 @@ TRANSPARENT_SUFFIX = {"prores": ".mov", "webm": ".webm"}
 class WriterGroup:
     """All writers of one run, driven as one: a failure in any aborts the others."""
 
-    def __init__(self, writers: Sequence[_Writer], made_dirs: Sequence[Path] = ()):
+    def __init__(
+        self, writers: Sequence[_Writer], made_dirs: Sequence[Path] = (), subjects: Sequence[str | None] | None = None
+    ):
         self.writers = tuple(writers)
         self._made_dirs = tuple(made_dirs)
+        #: the subject each writer belongs to (None: the run's one matte)
+        self.subjects = tuple(subjects) if subjects is not None else (None,) * len(self.writers)
 
     def __iter__(self) -> Iterator[_Writer]:
         return iter(self.writers)
@@ -735,6 +740,19 @@ class WriterGroup:
         for writer in self.writers:
             writer.write(rgb_u8, alpha_f32, time, duration)
 
+    def write_subjects(
+        self,
+        rgb_u8: np.ndarray,
+        alphas: Mapping[str, np.ndarray],
+        time: Fraction | float | None = None,
+        duration: Fraction | None = None,
+    ) -> None:
+        """One frame of a several-subject run: each writer gets its own subject's matte."""
+        for writer, subject in zip(self.writers, self.subjects, strict=True):
+            if subject is None:
+                raise ValueError(f"writer for {writer.destination} belongs to no subject; use write()")
+            writer.write(rgb_u8, alphas[subject], time, duration)
+
     def close(self) -> list[Path]:
         """Publish every output; if one fails the unpublished rest are dropped and it raises."""
         paths: list[Path] = []
@@ -749,7 +767,7 @@ class WriterGroup:
     def abort(self) -> None:
         for writer in self.writers:
             writer.abort()
-        remove_empty(list(self._made_dirs))  # only if empty: outputs already published stay
+        remove_empty(list(self._made_dirs))  # innermost first, only if empty: outputs already published stay
 
     def __enter__(self) -> WriterGroup:
         return self
@@ -762,16 +780,32 @@ class WriterGroup:
 
 
 def output_path(
-    outdir: Path, name: str, kind: str, alpha_format: str, foreground_format: str, video_format: str
+    outdir: Path,
+    name: str,
+    kind: str,
+    alpha_format: str,
+    foreground_format: str,
+    video_format: str,
+    subject: str | None = None,
 ) -> Path:
-    """Where one output kind goes: a folder in OUTDIR/<name>/ or a file OUTDIR/<name>_<kind>.<ext>."""
+    """Where one output kind goes: a folder in OUTDIR/<name>/ or a file OUTDIR/<name>_<kind>.<ext>.
+
+    A subject of a several-subject run gets a folder of its own inside each frame folder
+    (OUTDIR/<name>/alpha/<subject>/) and its name in each video's (OUTDIR/<name>_<subject>_<kind>.<ext>).
+    """
+    stem = name if subject is None else f"{name}_{subject}"
+
+    def folder(kind_dir: str) -> Path:
+        base = outdir / name / kind_dir
+        return base if subject is None else base / subject
+
     if kind == "alpha":
-        return outdir / f"{name}_alpha.mp4" if alpha_format == "video" else outdir / name / "alpha"
+        return outdir / f"{stem}_alpha.mp4" if alpha_format == "video" else folder("alpha")
     if kind == "rgba":
-        return outdir / name / "rgba"
+        return folder("rgba")
     if kind == "foreground":
-        return outdir / f"{name}_foreground.mp4" if foreground_format == "video" else outdir / name / "foreground"
-    return outdir / f"{name}_transparent{TRANSPARENT_SUFFIX[video_format]}"
+        return outdir / f"{stem}_foreground.mp4" if foreground_format == "video" else folder("foreground")
+    return outdir / f"{stem}_transparent{TRANSPARENT_SUFFIX[video_format]}"
 
 
 def make_writers(
@@ -785,21 +819,34 @@ def make_writers(
     start_frame: int = 0,
     audio: bool = True,
     start_time: Fraction | float | None = None,
+    subjects: Sequence[str] | None = None,
+    union_outputs: Sequence[str] = (),
 ) -> WriterGroup:
     """Every writer a run asked for, after checking all options and that OUTDIR is writable.
 
     ``start_time`` (seconds from the start of the input's video stream; else ``start_frame / fps``)
     is when the first processed frame is shown, so copied audio starts there too. OUTDIR and the
-    per-input folder are created here, not before, and removed again by abort() if still empty;
+    per-input folders are created here, not before, and removed again by abort() if still empty;
     leftovers of killed earlier runs in them are cleaned up first (staging.remove_leftovers).
+    ``subjects`` (None: the run's one matte, written as it always was) gives each named subject
+    its own set of outputs; ``union_outputs`` are the kinds also written for the union of them all,
+    under the subject name ``union`` (drive such a group with ``write_subjects``).
     """
     kinds = parse_outputs(outputs)
     alpha_format = parse_choice(alpha_format, ALPHA_FORMATS, "alpha format")
     foreground_format = parse_choice(foreground_format, FOREGROUND_FORMATS, "foreground format")
     video_format = parse_choice(video_format, VIDEO_FORMATS, "transparent video format")
+    union_kinds = [k for k in parse_outputs(union_outputs) if k in kinds] if union_outputs else []
     back = parse_background(background) if "foreground" in kinds else None
     outdir = check_writable(outdir)
-    targets = {k: output_path(outdir, info.name, k, alpha_format, foreground_format, video_format) for k in kinds}
+    plan: list[tuple[str | None, str]] = []
+    if subjects is None:
+        plan = [(None, k) for k in kinds]
+    else:
+        plan = [(s, k) for s in [*subjects, UNION] for k in (kinds if s != UNION else union_kinds)]
+    targets = [
+        (s, k, output_path(outdir, info.name, k, alpha_format, foreground_format, video_format, s)) for s, k in plan
+    ]
     timing = {
         "audio_from": info.path if audio and info.has_audio and not info.is_folder else None,
         "audio_start": float(start_time) if start_time is not None else start_frame / info.fps,
@@ -809,11 +856,14 @@ def make_writers(
     writers: list[_Writer] = []
     try:
         made_dirs += make_folders(outdir)
-        _clean_leftovers([outdir, *{t.parent for t in targets.values()}])
-        for kind, target in targets.items():
-            if target.parent != outdir and not target.parent.exists():
-                target.parent.mkdir()
-                made_dirs.append(target.parent)
+        _clean_leftovers([outdir, *{t.parent for _s, _k, t in targets}])
+        for _subject, kind, target in targets:
+            missing = [p for p in target.relative_to(outdir).parents if p != Path(".")]
+            for relative in reversed(missing):  # outermost first
+                folder = outdir / relative
+                if not folder.exists():
+                    folder.mkdir()
+                    made_dirs.append(folder)
             writers.append(_writer_for(kind, target, info.fps, alpha_format, back, video_format, timing))
     except OSError as exc:
         WriterGroup(writers, made_dirs).abort()
@@ -821,7 +871,7 @@ def make_writers(
     except BaseException:
         WriterGroup(writers, made_dirs).abort()
         raise
-    return WriterGroup(writers, made_dirs)
+    return WriterGroup(writers, made_dirs, None if subjects is None else [s for s, _k, _t in targets])
 
 
 def _clean_leftovers(folders: Iterable[Path]) -> None:

@@ -188,10 +188,13 @@ def plan_jobs(
         if not input_path.exists():
             raise InputError(f"{where}: input not found: {input_path}; check the path")
         options = check_options(row, where, table, backends=False)
-        if options.get("mask") is not None:
-            options["mask"] = str(_resolve(base, options["mask"]))
-            if not Path(options["mask"]).is_file():
-                raise InputError(f"{where}: mask not found: {options['mask']}; check the path")
+        if options.get("mask") is not None:  # one mask, or one per subject (a list, or a,b in a CSV cell)
+            given = options["mask"] if isinstance(options["mask"], list) else [options["mask"]]
+            resolved = [str(_resolve(base, m)) for m in given]
+            for path in resolved:
+                if not Path(path).is_file():
+                    raise InputError(f"{where}: mask not found: {path}; check the path")
+            options["mask"] = resolved[0] if len(resolved) == 1 else resolved
         inherited = dict(batch_options)
         if any(options.get(name) is not None for name in MASK_OPTIONS):
             for name in MASK_OPTIONS:
