@@ -40,6 +40,15 @@ def _snapshot(folder: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def temporary_cache_removed():
+    """Removes the suite's temporary cache at the end: its exports are hundreds of MB per session."""
+    yield
+    import shutil
+
+    shutil.rmtree(os.environ["MATANYONE_CACHE"], ignore_errors=True)  # best effort at teardown
+
+
+@pytest.fixture(scope="session", autouse=True)
 def user_cache_untouched():
     """Fails the session when a test wrote into the user's real cache."""
     before = _snapshot(_user_cache())

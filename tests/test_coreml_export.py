@@ -475,3 +475,19 @@ def test_default_size_export(tmp_path: Path):
     assert 50e6 < manifest.extra["total_bytes"] < 150e6  # ~35 M parameters at 2 bytes, split over five packages
     for name in EXPORTED:
         assert manifest.validation["static_checks"][name]["weight_dtype"] == "float16"
+
+
+def test_the_temporary_package_coremltools_writes_is_removed_after_saving(tmp_path):
+    from types import SimpleNamespace
+
+    from matanyone_engine.exporters.coreml.convert import discard_temporary_package
+
+    temporary = tmp_path / "tmpabc.mlpackage"
+    (temporary / "Data").mkdir(parents=True)
+    discard_temporary_package(SimpleNamespace(is_temp_package=True, package_path=str(temporary)))
+    assert not temporary.exists()
+
+    saved = tmp_path / "encoder.mlpackage"  # a package the caller owns is never touched
+    saved.mkdir()
+    discard_temporary_package(SimpleNamespace(is_temp_package=False, package_path=str(saved)))
+    assert saved.exists()

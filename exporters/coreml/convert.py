@@ -19,6 +19,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,7 +137,21 @@ def convert_module(
         mlmodel.save(str(out_path))
     except Exception as exc:
         raise CoreMLConversionError(module_name, f"cannot save {out_path}: {_first_line(exc)}") from exc
+    finally:
+        discard_temporary_package(mlmodel)
     return out_path
+
+
+def discard_temporary_package(mlmodel: Any) -> None:
+    """Delete the copy of the package coremltools writes to the temp folder during ``convert``.
+
+    coremltools removes it only at interpreter exit, so a worker process that ends without running
+    atexit handlers (a killed export, a batch or Ray worker) leaves one folder per module behind,
+    the size of the weights each time.
+    """
+    path = getattr(mlmodel, "package_path", None)
+    if getattr(mlmodel, "is_temp_package", False) and path:
+        shutil.rmtree(path, ignore_errors=True)  # best effort: it is only a temp copy of what was saved
 
 
 def _describe(
