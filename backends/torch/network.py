@@ -326,8 +326,12 @@ def top_k_first_index(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     """
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return torch.topk(x, k=k, dim=-1)
-    values = torch.topk(x, k=k, dim=-1).values
+    values, indices = torch.topk(x, k=k, dim=-1)
     kth = values[..., k - 1 :]
+    # Only rows where more than k entries reach the k-th value have a choice to make; without any,
+    # torch.topk's selection is the rule's (one comparison pass instead of the cumulative sum).
+    if bool(((x >= kth).sum(dim=-1) == k).all()):
+        return values, indices
     above = x > kth
     tied = x == kth
     room = k - above.sum(dim=-1, keepdim=True)  # how many tied entries still fit
