@@ -80,7 +80,7 @@ def matte(
     if modules is None:
         modules = load_modules(backend, weights, dims, precision=precision, placement=placement, threads=threads)
         if pipeline is None:
-            pipeline = pipeline_pays(backend, placement)
+            pipeline = pipeline_pays(backend, placement, precision)
 
     from ..media.streaming import prefetch
 

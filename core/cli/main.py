@@ -127,7 +127,6 @@ def matte_clip(
     Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
     default rather than a typer ``OptionInfo`` object."""
     from ..app.api import convert_video
-    from ..app.loading import precision_plan
     from ..media.mask_providers import first_frame_mask
 
     started = time.perf_counter()
@@ -136,10 +135,8 @@ def matte_clip(
         first_mask = first_frame_mask(
             input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
         )
-        if options.get("precision") == "fast" and not quiet:
-            plan = precision_plan(options.get("backend", "auto"), "fast", options.get("placement"))
-            for name, (chosen, why) in plan.items():
-                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+        if not quiet:
+            _say_choices(options.get("backend", "auto"), options.get("precision", "fp32"), options.get("placement"))
         written = convert_video(input, first_mask, output, progress=progress_cb, **options)
     except MatanyoneError as exc:
         finish()
@@ -156,6 +153,19 @@ def matte_clip(
             f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
             err=True,
         )
+
+
+def _say_choices(backend: str, precision: str, placement: Any) -> None:
+    """What ``--backend auto`` and ``--precision fast`` turned into here, and why (one line each)."""
+    from ..app.loading import auto_choice, precision_plan
+
+    if backend == "auto":
+        choice = auto_choice(precision=precision)
+        placed = "".join(f", {m}={b}" for m, b in choice.placement.items())
+        typer.echo(f"backend auto: {choice.backend}{placed} at {choice.precision} ({choice.reason})", err=True)
+    if precision == "fast":
+        for name, (chosen, why) in precision_plan(backend, "fast", placement).items():
+            typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
 
 
 def _progress(quiet: bool):
