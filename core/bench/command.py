@@ -47,7 +47,10 @@ def bench(
         None, help="Also measure this mix (encoder=onnx-cpu,read=torch or a profile.json) next to the plain backends."
     ),
     search: bool = typer.Option(
-        False, "--search", help="Measure every module on every backend; write the fastest placement."
+        False,
+        "--search",
+        help="Measure every backend at every admissible precision (-p restricts them); write the fastest "
+        "precision per backend, configuration and per-module placement for --backend auto / --precision fast.",
     ),
     profile_out: Path | None = typer.Option(
         None, "--profile", help="Where --search writes the placement profile (default: the cache's placement.json)."
