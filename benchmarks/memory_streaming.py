@@ -1,7 +1,8 @@
 """Peak memory does not grow with clip length: peak RSS of `matanyone run` on a long clip against a
-clip a tenth as long, same size, each in a fresh process.
+clip a tenth as long, same size, each in a fresh process. Exits 1 when the ratio exceeds --target.
 
     python benchmarks/memory_streaming.py --short 300 --long 3000 --size 64x112
+    python benchmarks/memory_streaming.py --short 60 --long 600 --mask-frame-middle   # both directions
 """
 
 from __future__ import annotations
@@ -43,14 +44,20 @@ def peak_rss_mb(args: list[str]) -> tuple[float, float]:
     return usage.ru_maxrss / 1024.0, time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", type=int, default=300)
     parser.add_argument("--long", type=int, default=3000)
     parser.add_argument("--size", default="64x112")
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--target", type=float, default=1.10, help="largest acceptable long/short peak RSS ratio")
+    parser.add_argument(
+        "--mask-frame-middle",
+        action="store_true",
+        help="put the mask on the middle frame, so half of each clip is matted backwards",
+    )
+    args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,6 +85,7 @@ def main() -> None:
                     "--quiet",
                     "--outputs",
                     "alpha,foreground",
+                    *(["--mask-frame", str(frames // 2)] if args.mask_frame_middle else []),
                 ]
             )
             written = len(list((tmp / f"out_{label}" / label / "alpha").iterdir()))
@@ -86,10 +94,14 @@ def main() -> None:
             print(f"{label}: {frames} frames, peak RSS {rss:.1f} MB, {wall:.1f} s", flush=True)
     ratio = results["long"]["peak_rss_mb"] / results["short"]["peak_rss_mb"]
     results["ratio_long_over_short"] = round(ratio, 4)
-    print(f"peak RSS ratio long/short: {ratio:.3f} (target <= 1.10)")
+    results["target"] = args.target
+    results["passed"] = ratio <= args.target
+    verdict = "ok" if results["passed"] else "FAILED"
+    print(f"peak RSS ratio long/short: {ratio:.3f} (target <= {args.target:.2f}): {verdict}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    return 0 if results["passed"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """The stable public entry point of the Python API (it lives in ``core/app/api.py``).
 
-from matanyone_engine.core.api import convert_video, matte
+from matanyone_engine.core.api import batch, convert_video, matte
 """
 
-from .app.api import MatteFrame, convert_video, matte
+from .app.api import MatteFrame, batch, convert_video, matte
 
-__all__ = ["MatteFrame", "convert_video", "matte"]
+__all__ = ["MatteFrame", "batch", "convert_video", "matte"]

@@ -108,6 +108,41 @@ def torch_modules(torch_net):
     return {n: TorchModule(s, torch.device("cpu"), "fp32") for n, s in build_torch_modules(net).items()}
 
 
+@pytest.fixture(scope="session")
+def coreml_fp16_small(tmp_path_factory) -> Path:
+    """The real network (seeded weights) exported to Core ML at 64x96, T=2, fp16, validated (which
+    runs every package through the reference MIL executor); shared by the Core ML test files."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed (pip install coremltools)")
+    pytest.importorskip("torch")
+    from matanyone_engine.core.engine.spec import Dims
+    from matanyone_engine.exporters.coreml import CoreMLExporter
+
+    out = tmp_path_factory.mktemp("coreml-export")
+    CoreMLExporter().export("seeded:v1-pm", Dims(64, 96, 2), precision="fp16", target="macOS14", out_dir=out)
+    return out
+
+
+def transpose_conv_weight(package: Path) -> str:
+    """Swap the two spatial axes of the first 3x3 convolution weight in the package's weight.bin
+    (the layout mistake a converter makes), in place; returns that conv's output name."""
+    from matanyone_engine.backends.coreml.mil import load_program
+
+    program = load_program(package)
+    for op in program.main.operations:
+        weight = op.inputs.get("weight", [None])[0] if op.type == "conv" else None
+        if weight is None or not weight.is_const or weight.value.shape[2:] != (3, 3):
+            continue
+        blob = next(package.rglob("weight.bin"))
+        data = blob.read_bytes()
+        old = np.ascontiguousarray(weight.value).tobytes()
+        at = data.find(old)
+        assert at >= 0 and data.find(old, at + 1) < 0, "weight bytes not found exactly once"
+        new = np.ascontiguousarray(weight.value.transpose(0, 1, 3, 2)).tobytes()
+        blob.write_bytes(data[:at] + new + data[at + len(old) :])
+        return op.name
+    raise AssertionError(f"no 3x3 conv weight in {package}")
+
+
 # --- synthetic clips for the video/mask/writer tests ---------------------------------------------
 
 
@@ -132,16 +167,29 @@ def write_clip(
     noise: bool = False,
     tone_from: float = 0.0,
     audio_codec: str = "aac",
+    rotation: int | None = None,
+    hflip: bool = False,
+    times_ms: list[int] | None = None,
 ) -> Path:
     """An H.264 clip of frame_pattern frames (or random noise, for big files), optionally with a
     mono track (AAC unless ``audio_codec`` says otherwise) as long as the video (silent until
     ``tone_from`` seconds, then a 440 Hz tone),
-    optionally with the index at the front (faststart)."""
+    optionally with the index at the front (faststart).
+
+    ``rotation`` (degrees counter-clockwise, PyAV's convention) and ``hflip`` write a display
+    matrix, as a phone does; ``times_ms`` gives each frame its own timestamp (variable frame rate;
+    ``frames`` is then its length)."""
     options = {"movflags": "faststart"} if faststart else {}
     rng = np.random.default_rng(0)
+    if times_ms is not None:
+        frames = len(times_ms)
     with av.open(str(path), mode="w", options=options) as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if times_ms is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None or hflip:
+            video.set_display_rotation(rotation or 0, hflip=hflip)
         sound = None
         rate = 48000 if audio_codec == "libopus" else 44100
         if audio:
@@ -153,11 +201,15 @@ def write_clip(
             else:
                 image = frame_pattern(i, height, width)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
+            if times_ms is not None:
+                frame.pts, frame.time_base = times_ms[i], Fraction(1, 1000)
+            else:
+                frame.pts = i
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if sound is not None:
-            samples = int(rate * frames / float(fps))
+            seconds = (times_ms[-1] / 1000 + 1 / float(fps)) if times_ms is not None else frames / float(fps)
+            samples = int(rate * seconds)
             t = np.arange(samples, dtype=np.float32) / rate
             tone = np.where(t >= tone_from, 0.2 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)[None, :]
             chunk = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")

@@ -7,6 +7,7 @@ milliseconds. One case exports real ONNX artifacts (stand-in modules) from two p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -94,7 +95,9 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert m.dims == DIMS
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".manifest-")], "temp file left behind"
     raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
-    assert raw["manifest_version"] == 1 and raw["weights_digest"] == DIGEST
+    assert raw["manifest_version"] == 2 and raw["weights_digest"] == DIGEST
+    placeholder = hashlib.sha256(b"x" * 16).hexdigest()  # what fake_build wrote into every file
+    assert raw["file_digests"] == dict.fromkeys(MODULE_NAMES, placeholder)
 
 
 def test_manifest_errors(tmp_path: Path) -> None:

@@ -77,6 +77,8 @@ def test_real_clip_with_max_size(data_dir, tmp_path):
         "1",
         "--outputs",
         "alpha,rgba",
+        "--output-size",
+        "network",
     )
     assert result.exit_code == 0, result.output
     alpha = np.array(Image.open(tmp_path / "o" / "test-sample1" / "alpha" / "000002.png"))
@@ -140,7 +142,7 @@ def test_bad_input_is_one_line_nonzero_and_leaves_nothing(case, clip, tmp_path):
     assert len(lines) == 1, result.output
     assert expected in lines[0], lines[0]
     assert "Traceback" not in result.output
-    assert leftovers(tmp_path) == [] and not (out / "clip").exists()
+    assert leftovers(tmp_path) == [] and not out.exists()  # not even an empty -o folder
 
 
 def test_mask_with_same_aspect_is_resized_with_a_warning(clip, tmp_path):
@@ -148,9 +150,11 @@ def test_mask_with_same_aspect_is_resized_with_a_warning(clip, tmp_path):
     half = np.zeros((24, 40), np.uint8)
     half[5:20, 10:30] = 255
     Image.fromarray(half).save(tmp_path / "half.png")
-    with pytest.warns(UserWarning, match="resiz"):
-        result = run_cli(video, "--mask", tmp_path / "half.png", "-o", tmp_path / "out", *FAST, "--frames", "2")
+    result = run_cli(video, "--mask", tmp_path / "half.png", "-o", tmp_path / "out", *FAST, "--frames", "2")
     assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "resized the mask to the frame size" in warned[0], result.output
+    assert "UserWarning" not in result.output
 
 
 def test_default_weights_offline_say_how_to_get_them(clip, tmp_path, monkeypatch):
@@ -175,7 +179,7 @@ def test_unavailable_backend_says_why(clip, tmp_path):
 def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
     from matanyone_engine.core.engine import driver
 
-    real = driver.matte_frames
+    real = driver.matte_subjects
 
     def interrupted(*args, **kwargs):
         for i, frame in enumerate(real(*args, **kwargs)):
@@ -183,7 +187,7 @@ def test_ctrl_c_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr("matanyone_engine.core.app.api.matte_frames", interrupted)
+    monkeypatch.setattr("matanyone_engine.core.app.api.matte_subjects", interrupted)
     result = run_cli(clip[0], "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "alpha,foreground")
     assert result.exit_code == 130
     assert "interrupted" in result.output

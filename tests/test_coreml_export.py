@@ -13,6 +13,7 @@ import pytest
 ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install coremltools)")
 torch = pytest.importorskip("torch")
 
+from conftest import transpose_conv_weight  # noqa: E402
 from torch import nn  # noqa: E402
 
 from matanyone_engine.core.artifacts.manifest import read_manifest  # noqa: E402
@@ -118,11 +119,9 @@ def bad_module(body):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """The real network (seeded weights) exported at 64x96, T=2, fp16, with validation."""
-    out = tmp_path_factory.mktemp("coreml-export")
-    CoreMLExporter().export("seeded:v1-pm", SMALL, precision="fp16", target="macOS14", out_dir=out, validate=True)
-    return out
+def exported(coreml_fp16_small: Path) -> Path:
+    """The real network (seeded weights) exported at 64x96, T=2, fp16, with validation (conftest.py)."""
+    return coreml_fp16_small
 
 
 def test_export_writes_five_packages_and_a_manifest(exported: Path):
@@ -190,6 +189,44 @@ def test_manifest_records_sizes_flops_checks_and_drift(exported: Path):
             assert d["finite"] and np.isfinite(d["max_abs"]), (name, out)
             # fp16 keeps ~3 significant digits: errors are a small fraction of the output range.
             assert d["max_abs"] <= 0.02 * max(d["max_ref"], 1.0), (name, out, d)
+
+
+def test_manifest_records_the_executor_validation_of_every_package(exported: Path):
+    record = read_manifest(exported).validation["mil_executor_vs_torch"]
+    assert record["activations"] == "float16"  # fp16 packages run with float16 activations
+    assert set(record["modules"]) == set(EXPORTED)
+    for name, entry in record["modules"].items():
+        assert entry["passed"] and entry["input_sets"] == (1 if name == "read_first" else 2)  # read_first runs once
+        assert set(entry["outputs"]) == set(ALL_MODULE_SPECS[name].output_names)
+        for out, check in entry["outputs"].items():
+            assert 0 < check["max_abs"] <= 0.02 * max(1.0, check["max_ref"]), (name, out, check)
+
+
+def test_a_transposed_conv_weight_fails_validation_with_the_typed_error(exported: Path, torch_net, tmp_path: Path):
+    from matanyone_engine.backends.torch.modules import build_torch_modules
+    from matanyone_engine.core.artifacts.manifest import ValidationError
+    from matanyone_engine.exporters.coreml import CoreMLValidationError, validate_packages
+    from matanyone_engine.exporters.coreml.drift import recorded_inputs
+
+    modules = build_torch_modules(torch_net, SMALL)
+    sets = recorded_inputs(modules, SMALL, keep="last")
+    files = {"decoder": package_name("decoder")}
+    broken = tmp_path / "broken"
+    shutil.copytree(exported / files["decoder"], broken / files["decoder"])
+    # the intact package passes ...
+    report = validate_packages(exported, files, "fp16", sets, torch_modules=modules)
+    assert report["modules"]["decoder"]["passed"]
+    # ... the same package with one conv weight transposed does not
+    transpose_conv_weight(broken / files["decoder"])
+    with pytest.raises(CoreMLValidationError) as info:
+        validate_packages(broken, files, "fp16", sets, torch_modules=modules)
+    error = info.value
+    assert isinstance(error, ValidationError) and isinstance(error, ExportError)
+    assert error.module == "decoder" and error.output in ALL_MODULE_SPECS["decoder"].output_names
+    assert error.max_abs > 0.05 and error.mean_abs > 0
+    message = str(error)
+    assert "\n" not in message
+    assert "'decoder'" in message and repr(error.output) in message and "decoder.mlpackage" in message
 
 
 def test_exported_packages_pass_the_checker_again(exported: Path):

@@ -1,4 +1,5 @@
-"""backends/coreml/geometry.py: fitting any frame to a fixed-size package and mapping alpha back."""
+"""core/engine/geometry.py and fixed_size.py: fitting any frame to fixed-size modules (a Core ML
+package set, an exported folder) and mapping the alpha back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from matanyone_engine.backends.coreml.geometry import (
+from matanyone_engine.core.engine.geometry import (
     alpha_to_frame,
     frame_to_package,
     nchw_to_frame,
@@ -220,7 +221,7 @@ def test_geometry_module_is_numpy_only():
     import subprocess
 
     code = (
-        "import sys; import matanyone_engine.backends.coreml.geometry; "
+        "import sys; import matanyone_engine.core.engine.fixed_size, matanyone_engine.backends.coreml.geometry; "
         "print(sorted(m for m in ('torch', 'cv2', 'coremltools') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -252,8 +253,8 @@ class _FakeModule:
 
 
 @pytest.mark.parametrize("size", [(432, 768), (768, 432), (480, 640), (1280, 720), (224, 400)])
-def test_matte_fitted_maps_any_clip_through_fixed_size_modules(size):
-    from matanyone_engine.backends.coreml.clip import matte_fitted
+def test_matte_fixed_size_maps_any_clip_through_fixed_size_modules(size):
+    from matanyone_engine.core.engine.fixed_size import matte_fixed_size
     from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims
 
     dims = Dims(*PACKAGE, 2)
@@ -261,7 +262,7 @@ def test_matte_fitted_maps_any_clip_through_fixed_size_modules(size):
     red = (smooth(*size) * 255).astype(np.uint8)
     frames = [np.stack([red, red // 2, red // 3], -1) for _ in range(3)]
     mask = np.zeros(size, np.uint8)
-    results = list(matte_fitted(modules, frames, mask, PACKAGE, warmup=1, mem_frames=2))
+    results = list(matte_fixed_size(modules, frames, mask, PACKAGE, warmup=1, mem_frames=2))
     assert [r.index for r in results] == [0, 1, 2]
     for r in results:
         assert r.alpha.shape == size and r.alpha.dtype == np.float32

@@ -42,7 +42,7 @@ def test_wheel_layout_and_entry_points(tmp_path):
         shipped = "matanyone_engine/" + source.relative_to(ROOT).as_posix()
         assert shipped in names, shipped
     assert not any(n.startswith(("core/", "backends/", "tests/")) for n in names)
-    assert "matanyone = matanyone_engine.core.cli:main" in entry_points
+    assert "matanyone = matanyone_engine.core.cli.entry:main" in entry_points
     assert "torch = matanyone_engine.backends.torch.plugin" in entry_points
     assert "[matanyone_engine]" in entry_points
 

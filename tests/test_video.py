@@ -42,7 +42,15 @@ def test_probe_video(make_clip):
     path = make_clip("walk.mp4", frames=10, height=64, width=96, fps=24)
     info = probe(path)
     assert info == VideoInfo(
-        path=path, name="walk", width=96, height=64, fps=24.0, frame_count=10, has_audio=False, is_folder=False
+        path=path,
+        name="walk",
+        width=96,
+        height=64,
+        fps=24.0,
+        frame_count=10,
+        has_audio=False,
+        is_folder=False,
+        time_base=Fraction(1, 12288),  # what FFmpeg's mp4 muxer picks for 24 fps
     )
 
 
@@ -146,7 +154,15 @@ def test_folder_probe_and_frames_in_name_order(tmp_path):
     (folder / "thumbs").mkdir()
     info = probe(folder)
     assert info == VideoInfo(
-        path=folder, name="shot_07", width=40, height=30, fps=24.0, frame_count=3, has_audio=False, is_folder=True
+        path=folder,
+        name="shot_07",
+        width=40,
+        height=30,
+        fps=24.0,
+        frame_count=3,
+        has_audio=False,
+        is_folder=True,
+        frame_names=("frame_000.png", "frame_001.png", "frame_002.png"),
     )
     frames = list(iter_frames(folder))
     for i, frame in enumerate(frames):

@@ -106,10 +106,15 @@ def loudness(path: Path) -> float:
 # --- option parsing and checks -------------------------------------------------------------------
 
 
-def test_check_writable_creates_the_folder_and_leaves_it_clean(tmp_path):
+def test_check_writable_creates_nothing(tmp_path):
+    """A run that fails on its input or weights must not leave an empty -o folder behind, so the
+    check proves the folder could be made without making it, and leaves no probe file."""
     target = tmp_path / "a" / "b"
     assert check_writable(target) == target
-    assert target.is_dir() and everything_in(target) == []
+    assert everything_in(tmp_path) == []
+    target.mkdir(parents=True)
+    assert check_writable(target) == target
+    assert everything_in(target) == []
 
 
 def test_check_writable_refuses_files_and_paths_below_files(tmp_path):

@@ -14,7 +14,12 @@ on CPU for exactly that reason. Placement values are cpu, gpu, ane or all.
 The backends register on every OS but are available only on macOS 13+ with coremltools (the
 runtime half of coremltools exists only on macOS); elsewhere ``available()`` says why and
 ``load()`` raises ``BackendUnavailable`` with that line. Packages come from the artifact cache
-(exported on first use, through core/cache.py), or from ``options["package_dir"]``.
+(exported on first use, through core/cache.py), or from ``options["artifacts"]``: a folder written
+by ``matanyone export --format coreml`` (``run --models DIR``).
+
+Packages are compiled for one size, so the backends declare ``fixed_size`` (432x768 unless the run
+asks for another, ``--package-size``): the app then loads them at that size whatever the clip and
+fits every clip to it (core/engine/geometry.py), returning the alpha at the clip's own size.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ COMPUTE_UNITS = {
     "all": "ALL",
 }
 PRECISIONS = ("fp32", "fp16")
+#: The packages' default input size (H, W): the earlier iOS port's landscape size, multiples of 16.
+DEFAULT_PACKAGE_SIZE = (432, 768)
 
 
 # ------------------------------------------------------------------------------------ platform
@@ -130,12 +137,15 @@ class CoreMLModule:
     padding never leaks into the next module's input.
     """
 
-    def __init__(self, spec: ModuleSpec, model: Any, dims: Dims, compute_unit: str, path: Path) -> None:
+    def __init__(
+        self, spec: ModuleSpec, model: Any, dims: Dims, compute_unit: str, path: Path, flops: int | None = None
+    ) -> None:
         self.spec = spec
         self.model = model
         self.dims = dims
         self.compute_unit = compute_unit
         self.path = path
+        self.flops = flops  # counted at export time (the manifest), read by bench
         self._in_shapes = spec.input_shapes(dims)
         self._out_shapes = spec.output_shapes(dims)
 
@@ -149,7 +159,8 @@ class CoreMLModule:
             if array.shape != self._in_shapes[name]:
                 raise BackendError(
                     f"{self.spec.name}: input {name} has shape {array.shape}, the package takes "
-                    f"{self._in_shapes[name]} (packages are fixed-size; map frames with backends.coreml.geometry)"
+                    f"{self._in_shapes[name]} (packages are fixed-size; the app fits clips to them: "
+                    "core/engine/geometry.py)"
                 )
             feed[name] = array
         raw = self.model.predict(feed)
@@ -179,13 +190,18 @@ class CoreMLBackend:
     name: str
     compute_unit: str  # cpu / gpu / ane / all
     description: str
+    #: Packages have one input size: the app loads them at this (H, W), or the run's
+    #: ``package_size``, and fits every clip to it.
+    fixed_size: tuple[int, int] = DEFAULT_PACKAGE_SIZE
     options_help: Mapping[str, str] = field(
         default_factory=lambda: {
             "placement": "{module: cpu|gpu|ane|all} overrides the compute unit per module",
-            "package_dir": "directory of already-exported packages (with manifest.json)",
+            "artifacts": "folder written by `matanyone export --format coreml` (package_dir: its old name)",
             "target": "deployment target for packages exported on first use (default macOS14)",
         }
     )
+    #: What ``matanyone export --format`` writes for this backend (``run --models`` checks it).
+    artifact_format = "coreml"
 
     def available(self) -> tuple[bool, str]:
         return coreml_status()
@@ -217,7 +233,8 @@ class CoreMLBackend:
         from matanyone_engine.exporters.coreml.compat import import_coremltools
 
         ct = import_coremltools()
-        available = read_manifest(directory).files  # the five, plus any exported fast variant
+        manifest = read_manifest(directory)
+        available = manifest.files  # the five, plus any exported fast variant
         modules: dict[str, CoreMLModule] = {}
         for name in [n for n in ALL_MODULE_SPECS if n in available]:
             path = directory / available[name]
@@ -230,21 +247,22 @@ class CoreMLBackend:
                     f"{str(exc).splitlines()[0][:160]}); "
                     "delete the package directory to re-export, or place the module on another unit"
                 ) from None
-            modules[name] = CoreMLModule(ALL_MODULE_SPECS[name], model, request.dims, unit, path)
+            flops = manifest.flops.get(name)
+            modules[name] = CoreMLModule(ALL_MODULE_SPECS[name], model, request.dims, unit, path, flops)
         return modules
 
 
 def locate_packages(request: LoadRequest) -> Path:
     """The directory holding the five packages for ``request``, exporting them if needed.
 
-    ``options["package_dir"]``: use that directory, after checking its manifest against the
-    request (format, size, T, precision, weights). Otherwise the artifact cache of core/cache.py,
-    which exports on first use (a few minutes) and reuses afterwards.
+    ``options["artifacts"]`` (or its old name ``package_dir``): use that directory, after checking
+    its manifest against the request (format, size, T, precision, weights). Otherwise the artifact
+    cache of core/cache.py, which exports on first use (a few minutes) and reuses afterwards.
     """
     from matanyone_engine.core.artifacts.manifest import check_manifest, read_manifest
     from matanyone_engine.exporters.coreml.exporter import CoreMLExporter
 
-    given = request.options.get("package_dir")
+    given = request.options.get("artifacts") or request.options.get("package_dir")
     if given:
         directory = Path(given).expanduser()
         manifest = read_manifest(directory)
@@ -276,6 +294,7 @@ BACKENDS = (
 __all__ = [
     "BACKENDS",
     "COMPUTE_UNITS",
+    "DEFAULT_PACKAGE_SIZE",
     "CoreMLBackend",
     "CoreMLModule",
     "UNAVAILABLE_REASON",

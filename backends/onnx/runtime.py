@@ -4,8 +4,9 @@ One backend per execution provider (CPU, CUDA, CoreML, OpenVINO). All are regist
 machine so `matanyone backends` can say why one cannot run; ``available()`` only asks
 onnxruntime which providers its build has, it never loads a model.
 
-``load()`` takes artifacts from ``request.options["artifacts"]`` (a directory with a manifest,
-checked against the request) or from the artifact cache, exporting them first when absent.
+``load()`` takes artifacts from ``request.options["artifacts"]`` (a folder written by ``matanyone
+export --format onnx``, checked against the request: ``run --models DIR``) or from the artifact
+cache, exporting them first when absent (which needs torch; a folder does not).
 """
 
 from __future__ import annotations
@@ -22,11 +23,28 @@ from typing import Any
 import numpy as np
 
 from matanyone_engine.core.artifacts.manifest import Manifest, check_manifest, read_manifest
-from matanyone_engine.core.engine.errors import BackendError
+from matanyone_engine.core.engine.errors import BackendError, is_out_of_memory, out_of_memory
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
 
 PRECISIONS = ("fp32", "fp16")
+
+#: See OrtBackend.memory_profile. Per module from benchmarks/memory_modules.py at 1088x1920; the
+#: decoder's figure (the largest step) is raised so that the estimate covers the measured peak of
+#: whole runs (benchmarks/large_sizes.py: 3.0 GB at 1088x1920, 10.9 GB at 2160x3840), which hold
+#: more than the sum of the parts measured alone.
+ORT_CPU_MEMORY: dict[str, Any] = {
+    "fixed_mb": 500,
+    "per_pixel": {
+        "encoder": 330,
+        "mask_encoder": 80,
+        "mask_value": 80,
+        "read_first": 50,
+        "read": 60,
+        "decoder": 860,
+    },
+    "per_tile": {"read": 1.2},
+}
 
 #: ``options["compute_units"]`` for onnx-coreml, mapped to the CoreML EP's MLComputeUnits.
 COREML_COMPUTE_UNITS = {
@@ -76,9 +94,10 @@ class OrtModule:
     to ``session.run``, which wraps contiguous float32 CPU arrays without copying.
     """
 
-    def __init__(self, spec: ModuleSpec, session: Any, dims: Dims):
+    def __init__(self, spec: ModuleSpec, session: Any, dims: Dims, flops: int | None = None):
         self.spec = spec
         self.session = session
+        self.flops = flops  # counted at export time (the manifest), read by bench
         self._inputs = tuple((t.name, t.resolve(dims)) for t in spec.inputs)
         self._output_names = list(spec.output_names)
 
@@ -99,7 +118,12 @@ class OrtModule:
             if x.shape != shape:
                 raise BackendError(f"{self.spec.name}.{name} has shape {x.shape}, the loaded artifacts expect {shape}")
             feeds[name] = x
-        outputs = self.session.run(self._output_names, feeds)
+        try:
+            outputs = self.session.run(self._output_names, feeds)
+        except Exception as exc:  # onnxruntime raises its own types; only allocation failures are ours
+            if is_out_of_memory(exc):
+                raise out_of_memory(self.spec.name, self._inputs[0][1]) from None
+            raise
         return dict(zip(self._output_names, outputs, strict=False))
 
 
@@ -110,6 +134,8 @@ class OrtBackend:
     name: str
     provider: str
     description: str
+    #: What ``matanyone export --format`` writes for this backend (``run --models`` checks it).
+    artifact_format = "onnx"
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -125,6 +151,16 @@ class OrtBackend:
     @property
     def accelerated(self) -> bool:
         return self.provider != "CPUExecutionProvider"
+
+    @property
+    def memory_profile(self) -> dict[str, Any] | None:
+        """Working memory of each module call on the CPU provider (no arena), for the app's
+        up-front estimate (core/app/memory.py): bytes per padded pixel, and for the read a multiple
+        of its largest tile's similarity. Measured with benchmarks/memory_modules.py at 1088x1920
+        and 2160x3840. Other providers keep their working memory on their device: none declared."""
+        if self.provider != "CPUExecutionProvider":
+            return None
+        return dict(ORT_CPU_MEMORY)
 
     def fast_precision(self) -> tuple[str, str]:
         """fp16 on GPU providers; fp32 on the CPU, where both lower precisions lost when measured
@@ -234,15 +270,23 @@ class OrtBackend:
                     f"backend {self.name}: onnxruntime did not enable {self.provider} for {name} "
                     f"(got {', '.join(session.get_providers())})"
                 )
-            modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims)
+            modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims, manifest.flops.get(name))
         return modules
 
 
 def _session_options(ort: Any, threads: int, level: Any) -> Any:
+    """Options of every module's session.
+
+    No CPU memory arena: an arena keeps its high-water mark for the life of the session, and each
+    of the five sessions has its own, so a run held the sum of every module's peak (4.4 GB at
+    1080p, measured) where without it the process holds only the largest one while it runs (each
+    run's planned buffer is still one allocation, returned when the run ends). At 2160x3840 that
+    is the difference between fitting in 10 GB and not."""
     so = ort.SessionOptions()
     so.graph_optimization_level = level
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    so.enable_cpu_mem_arena = False
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     return so

@@ -115,9 +115,16 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_dim, out_dim, 3, padding=1)
         self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1)
 
-    def forward(self, g: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.conv1(F.relu(g))))
-        return out + self.downsample(g)
+    def forward(self, g: torch.Tensor, consume: bool = False) -> torch.Tensor:
+        """``consume``: ``g`` is the caller's temporary, so its memory may be reused in place (the
+        values are the same either way). At full resolution in the decoder that saves a 64-channel
+        frame-sized tensor (2 GB at 4K)."""
+        if not consume or isinstance(self.downsample, nn.Identity):
+            out = self.conv2(F.relu(self.conv1(F.relu(g))))
+            return out + self.downsample(g)
+        residual = self.downsample(g)  # before g is overwritten by its ReLU
+        out = self.conv2(F.relu_(self.conv1(F.relu_(g))))
+        return out.add_(residual)
 
 
 class AddDistributor(nn.Module):
@@ -190,7 +197,35 @@ class MaskUpsampleBlock(nn.Module):
         self.out_conv = ResBlock(in_dim, out_dim)
 
     def forward(self, g: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.out_conv(skip + upsample2x(g))
+        """``skip`` is consumed: the sum is built in its memory (the decoder passes a fresh
+        projection), so no third frame-sized tensor is held next to it and the upsampled one."""
+        return self.out_conv(skip.add_(upsample2x(g)), consume=True)
+
+    def forward_grouped(self, g: torch.Tensor, source: torch.Tensor, project: nn.Conv2d, groups: int) -> torch.Tensor:
+        """``forward(g, project(source))`` with the wide input sum built ``groups`` channel groups
+        at a time: the block's first convolution and its 1x1 residual are linear in their input
+        channels, so each is the sum over groups of the convolution of one group. The result
+        differs from ``forward`` only in rounding; memory is that of one group plus the two
+        (narrower) accumulators instead of the whole sum and its upsampled half."""
+        block = self.out_conv
+        assert isinstance(block.downsample, nn.Conv2d), "grouping needs a projected residual"
+        step = project.out_channels // groups
+        hidden: torch.Tensor | None = None
+        residual: torch.Tensor | None = None
+        for start in range(0, project.out_channels, step):
+            part = slice(start, start + step)
+            x = F.conv2d(source, project.weight[part], project.bias[part] if project.bias is not None else None)
+            x = x.add_(upsample2x(g[:, part]))
+            r = F.conv2d(x, block.downsample.weight[:, part])
+            residual = r if residual is None else residual.add_(r)
+            h = F.conv2d(F.relu_(x), block.conv1.weight[:, part], padding=1)
+            hidden = h if hidden is None else hidden.add_(h)
+            del x, r, h
+        assert hidden is not None and residual is not None
+        assert block.conv1.bias is not None and block.downsample.bias is not None
+        hidden = hidden.add_(block.conv1.bias.view(1, -1, 1, 1))
+        residual = residual.add_(block.downsample.bias.view(1, -1, 1, 1))
+        return block.conv2(F.relu_(hidden)).add_(residual)
 
 
 # ------------------------------------------------------------------------------- positional enc

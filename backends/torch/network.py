@@ -18,6 +18,7 @@ from torch import nn
 from matanyone_engine.core.artifacts.weights import parse_weights, seeded_state_dict, weights_digest
 from matanyone_engine.core.engine import spec as S
 from matanyone_engine.core.engine.errors import WeightsError
+from matanyone_engine.core.engine.tiling import READ_TILE_BYTES, decoder_channel_groups, read_tiles
 
 from .layers import (
     BasicBlock,
@@ -211,11 +212,21 @@ class MaskDecoder(nn.Module):
         t = self.decoder_feat_proc.transforms
         p8 = self.up_16_8(readout, t[0](f8))
         p4 = self.up_8_4(p8, t[1](f4))
-        p2 = self.up_4_2(p4, t[2](f2))
-        p1 = self.up_2_1(p2, t[3](f1))
+        p2 = self._upsample(self.up_4_2, p4, f2, t[2])
+        p1 = self._upsample(self.up_2_1, p2, f1, t[3])
         logits = self.pred_mat(F.relu(p1))
         new_sensory = self.sensory_update([readout, p8, p4, p2, torch.cat([p1, logits], dim=1)], sensory)
         return new_sensory, logits
+
+    @staticmethod
+    def _upsample(block: MaskUpsampleBlock, g: torch.Tensor, skip_source: torch.Tensor, project: nn.Conv2d):
+        """One upsampling step; above 1080p its frame-sized input sum is built in channel groups
+        (core/engine/tiling.py, decided from the static shapes, so exports unroll it)."""
+        h, w = skip_source.shape[-2:]
+        groups = decoder_channel_groups(project.out_channels, int(h), int(w))
+        if groups == 1:
+            return block(g, project(skip_source))
+        return block.forward_grouped(g, skip_source, project, groups)
 
 
 class SensoryAux(nn.Module):
@@ -244,6 +255,8 @@ class MatAnyoneNet(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         self.weights_digest: str = ""
         self.weights_ref: str = ""
+        #: Budget of one memory-read tile's similarity (core/engine/tiling.py); smaller = more tiles.
+        self.read_tile_bytes: int = READ_TILE_BYTES
 
     # -- stages used by the five modules ------------------------------------------------------
 
@@ -275,6 +288,11 @@ class MatAnyoneNet(nn.Module):
         Only the top-k values and indices of each row are used after that: their softmax weights
         the k gathered memory values, where the official scatters them into a dense affinity and
         multiplies by every memory value (k / N of that work is non-zero).
+
+        The query pixels go through in tiles (core/engine/tiling.py: from the shapes and
+        ``read_tile_bytes``), each tile's similarity, top-k, softmax and gather done before the
+        next, so the (hw x N) similarity is never held whole. Every step is per query row, so the
+        result does not depend on the tiling; a trace unrolls the tiles statically.
         """
         b, ck, h, w = query_key.shape
         n = mem_key.shape[-1]
@@ -287,23 +305,39 @@ class MatAnyoneNet(nn.Module):
             # The official term by term: under the bf16 autocast (the official CPU demo) only the
             # two matmuls round to bfloat16, while b^2 and the sum stay float32. The fused matmul
             # would round b^2 too, and the reference of that mode would then be wrong.
-            a_sq = torch.matmul(qe.transpose(1, 2), mem_key.pow(2))
-            two_ab = 2 * torch.matmul((qk * qe).transpose(1, 2), mem_key)
-            similarity = (-a_sq + two_ab - b_sq.transpose(1, 2)) * scale + empty
+            key_sq = mem_key.pow(2)
+            qke = qk * qe
+
+            def similarity_of(tile: slice) -> torch.Tensor:
+                a_sq = torch.matmul(_columns(qe, tile).transpose(1, 2), key_sq)
+                two_ab = 2 * torch.matmul(_columns(qke, tile).transpose(1, 2), mem_key)
+                return (-a_sq + two_ab - _columns(b_sq, tile).transpose(1, 2)) * scale + empty
+
         else:
             query_side = torch.cat([qk * qe, qe, b_sq, torch.ones_like(b_sq)], dim=1)  # (B, 2CK+2, hw)
             memory_side = torch.cat(
                 [2 * mem_key * scale, -mem_key.pow(2) * scale, -scale, empty], dim=1
             )  # (B, 2CK+2, N)
-            similarity = torch.matmul(query_side.transpose(1, 2), memory_side)  # (B, hw, N)
+
+            def similarity_of(tile: slice) -> torch.Tensor:
+                return torch.matmul(_columns(query_side, tile).transpose(1, 2), memory_side)  # (B, rows, N)
+
         k = min(S.TOP_K, n)
-        top_values, top_indices = top_k_first_index(similarity, k)  # (B, hw, k)
-        weights = torch.softmax(top_values, dim=-1)
-        rows = (top_indices + torch.arange(b, device=top_indices.device).view(b, 1, 1) * n).reshape(-1)
-        values = mem_value.transpose(1, 2).reshape(b * n, -1).index_select(0, rows)  # (B*hw*k, CV)
-        values = values.reshape(b * h * w, k, -1)
-        readout = torch.bmm(weights.reshape(b * h * w, 1, k), values)  # (B*hw, 1, CV)
-        return readout.reshape(b, h * w, -1).transpose(1, 2).reshape(b, mem_value.shape[1], h, w)
+        value_rows = mem_value.transpose(1, 2).reshape(b * n, -1)  # (B*N, CV): one row per memory token
+        offsets = torch.arange(b, device=query_key.device).view(b, 1, 1) * n
+        # int(): under torch.jit.trace (Core ML) sizes are tensors; exports are static, so they are ints here
+        tiles = read_tiles(int(h) * int(w), int(n), self.read_tile_bytes)
+        readouts = []
+        for start, stop in tiles:
+            rows = stop - start
+            similarity = similarity_of(slice(start, stop) if len(tiles) > 1 else slice(None))
+            top_values, top_indices = top_k_first_index(similarity, k)  # (B, rows, k)
+            del similarity  # the tile's largest tensor: gone before the next tile's
+            weights = torch.softmax(top_values, dim=-1)
+            values = value_rows.index_select(0, (top_indices + offsets).reshape(-1)).reshape(b * rows, k, -1)
+            readouts.append(torch.bmm(weights.reshape(b * rows, 1, k), values).reshape(b, rows, -1))  # (B, rows, CV)
+        readout = readouts[0] if len(readouts) == 1 else torch.cat(readouts, dim=1)  # (B, hw, CV)
+        return readout.transpose(1, 2).reshape(b, mem_value.shape[1], h, w)
 
     def blend_with_uncertainty(self, visual_readout, last_msk_value, last_pix_feat, pix_feat, last_mask):
         small = area_downsample(last_mask, last_mask.shape[-1] // pix_feat.shape[-1])
@@ -313,6 +347,11 @@ class MatAnyoneNet(nn.Module):
 
     def decode(self, f8, f4, f2, f1, readout, sensory):
         return self.mask_decoder(f8, f4, f2, f1, readout, sensory)
+
+
+def _columns(x: torch.Tensor, tile: slice) -> torch.Tensor:
+    """The query columns of one tile; the whole tensor itself (no slice op in a trace) for one tile."""
+    return x if tile == slice(None) else x[:, :, tile]
 
 
 def top_k_first_index(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,16 +367,28 @@ def top_k_first_index(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
         return torch.topk(x, k=k, dim=-1)
     values, indices = torch.topk(x, k=k, dim=-1)
     kth = values[..., k - 1 :]
-    # Only rows where more than k entries reach the k-th value have a choice to make; without any,
-    # torch.topk's selection is the rule's (one comparison pass instead of the cumulative sum).
-    if bool(((x >= kth).sum(dim=-1) == k).all()):
-        return values, indices
+    # Only a row with more than k entries >= its k-th value has a choice to make; in every other
+    # row the k entries are fixed and torch.topk found them. The rule below needs several (rows x N)
+    # masks, so it runs on those rows alone, a few at a time: the memory stays that of the tile.
+    straddling = ((x >= kth).sum(dim=-1) > k).reshape(-1)
+    if bool(straddling.any()):
+        flat_x, flat_kth = x.reshape(-1, x.shape[-1]), kth.reshape(-1, 1)
+        indices = indices.reshape(-1, k).clone()
+        chunk = max(1, flat_x.shape[0] // 4)
+        for rows in straddling.nonzero()[:, 0].split(chunk):
+            indices[rows] = _lowest_tied_indices(flat_x[rows], flat_kth[rows], k)
+        indices = indices.reshape(*x.shape[:-1], k)
+    indices = indices.sort(dim=-1).values  # ascending, the order the tie rule gives
+    return x.gather(-1, indices), indices
+
+
+def _lowest_tied_indices(x: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """(rows, k) indices: every entry above ``kth``, then the lowest-indexed entries equal to it."""
     above = x > kth
     tied = x == kth
     room = k - above.sum(dim=-1, keepdim=True)  # how many tied entries still fit
-    chosen = above | (tied & (tied.cumsum(dim=-1) <= room))
-    indices = chosen.nonzero()[:, -1].reshape(*x.shape[:-1], k)  # row-major: k per row, ascending
-    return x.gather(-1, indices), indices
+    chosen = above | (tied & (tied.cumsum(dim=-1, dtype=torch.int32) <= room))
+    return chosen.nonzero()[:, -1].reshape(x.shape[0], k)  # row-major: k per row, ascending
 
 
 # ------------------------------------------------------------------------------------ weights

@@ -11,6 +11,7 @@ import numpy as np
 
 from matanyone_engine.core import hookimpl
 from matanyone_engine.core.engine.arrays import ArrayHome
+from matanyone_engine.core.engine.errors import is_out_of_memory, out_of_memory
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
 from matanyone_engine.core.engine.spec import ModuleSpec
 
@@ -65,8 +66,14 @@ class TorchModule:
     def _run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         torch = self._torch
         args = [self._bring(inputs[n]) for n in self.spec.input_names]
-        with torch.inference_mode(), self._autocast():
-            outputs = self.stage(*args)
+        try:
+            with torch.inference_mode(), self._autocast():
+                outputs = self.stage(*args)
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise out_of_memory(self.spec.name, tuple(args[0].shape)) from None
+            raise
+        with torch.inference_mode():
             return {
                 name: out if out.dtype == torch.float32 else out.float()
                 for name, out in zip(self.spec.output_names, outputs, strict=False)
@@ -105,8 +112,12 @@ class TorchBackend:
     def available(self) -> tuple[bool, str]:
         try:
             import torch
-        except ImportError:
-            return False, "PyTorch is not installed (pip install torch==2.13.0)"
+        except ImportError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return False, (
+                f"PyTorch does not import here ({reason}); install the torch extra: "
+                "pip install torch==2.13.0 'matanyone-engine[torch]'"
+            )
         if self.device_type == "cuda" and not torch.cuda.is_available():
             return False, "no CUDA device visible to PyTorch"
         if self.device_type == "mps" and not (

@@ -1,8 +1,8 @@
 """Which backend serves each module at which precision, and loading them: the one place that decides.
 
 ``run``, ``convert_video``/``matte``, ``bench`` and ``batch`` all resolve ``--backend auto``,
-``--placement`` and ``--precision fast`` through these functions, so what the benchmark measures
-is what a run would run.
+``--placement``, ``--precision fast``, ``--models`` and fixed-size modules through these
+functions, so what the benchmark measures is what a run would run.
 
 The measured answer comes first: ``matanyone bench --search`` writes a placement profile (which
 backend per module, and the fastest admissible precision per backend, measured on this machine).
@@ -23,10 +23,12 @@ from ..engine import precision as precision_rules
 from ..engine.accuracy import admissible
 from ..engine.errors import BackendError
 from ..engine.files import atomic_write_json
+from ..engine.padding import padded_size
 from ..engine.precision import FAST
 from ..engine.precision import resolve as resolve_precision
 from ..engine.protocol import LoadRequest, Module
 from ..engine.spec import MODULE_NAMES, VARIANT_OF, Dims
+from .models import ModelFolder
 
 DEFAULT_BACKEND = "auto"
 #: Without a measured placement profile, `auto` takes the first of these that runs here.
@@ -203,6 +205,73 @@ def resolve_backend(name: str) -> Any:
     return backend
 
 
+# ------------------------------------------------------------------------------ model folders
+
+
+def folder_backends(folder: ModelFolder) -> list[str]:
+    """Backends that run ``folder``'s format here, in ``auto``'s order of preference."""
+    table = plugins.backends()
+    order = [n for n in AUTO_PREFERENCE if n in table] + sorted(set(table) - set(AUTO_PREFERENCE))
+    return [n for n in order if getattr(table[n], "artifact_format", None) == folder.format and runs_here(n)]
+
+
+def backend_for(backend: str, folder: ModelFolder | None) -> str:
+    """``backend`` with ``auto`` resolved for a model folder: the first backend (in ``auto``'s order)
+    that runs the folder's format here. Without a folder, or for a named backend, unchanged."""
+    if backend != "auto" or folder is None:
+        return backend
+    runnable = folder_backends(folder)
+    if not runnable:
+        install = {"onnx": "pip install 'matanyone-engine[onnx]'", "coreml": "macOS 13+ with coremltools"}
+        raise BackendError(
+            f"no backend that runs {folder.format} models is available here (needs "
+            f"{install.get(folder.format, 'its plugin')}; see `matanyone backends`)"
+        )
+    return runnable[0]
+
+
+def check_runs_folder(name: str, backend: Any, folder: ModelFolder) -> None:
+    """Refuse a backend that cannot run ``folder`` (it runs another format, or no folders at all)."""
+    runs = getattr(backend, "artifact_format", None)
+    if runs == folder.format:
+        return
+    fitting = ", ".join(folder_backends(folder)) or "none available here; see `matanyone backends`"
+    if runs is None:
+        raise BackendError(
+            f"backend {name} builds its modules from --weights and does not run exported folders; for "
+            f"--models {folder.directory} ({folder.format}) use --backend {fitting}"
+        )
+    raise BackendError(
+        f"--models {folder.directory} holds {folder.format} models but backend {name} runs {runs}; use "
+        f"--backend {fitting}, or export for it: {folder.export_command(format=runs)}"
+    )
+
+
+def fixed_module_size(
+    backend: str,
+    placement: str | Mapping[str, str] | None = None,
+    *,
+    folder: ModelFolder | None = None,
+    package_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
+) -> tuple[int, int] | None:
+    """(H, W) the modules are built for when they are fixed-size; None when built for each clip.
+
+    A model folder has its export size; ``package_size`` asks for one (rounded up to multiples of
+    16); otherwise a backend that declares ``fixed_size`` (Core ML: its packages) fixes it for
+    every module. Clips are then fitted to that size (core/engine/fixed_size.py).
+    """
+    if folder is not None:
+        return folder.size
+    if package_size is not None:
+        return padded_size(*package_size)
+    for name in dict.fromkeys(module_backends(backend, placement, precision).values()):
+        declared = getattr(resolve_backend(name), "fixed_size", None)
+        if declared:
+            return padded_size(int(declared[0]), int(declared[1]))
+    return None
+
+
 def module_backends(
     backend: str, placement: str | Mapping[str, str] | None = None, precision: str = "fp32"
 ) -> dict[str, str]:
@@ -222,6 +291,29 @@ def precision_plan(
     names = dict.fromkeys(module_backends(backend, placement, precision).values())
     measured = measured_precisions()
     return {name: resolve_precision(resolve_backend(name), precision, measured) for name in names}
+
+
+def module_memory_profiles(
+    backend: str,
+    placement: str | Mapping[str, str] | None = None,
+    models: ModelFolder | None = None,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """{module: MemoryProfile or None} for the up-front memory estimate (core/app/memory.py); the
+    optional variants count with the module they stand in for. With a model folder, a backend that
+    cannot run its format is refused first (that says what would run it)."""
+    from .memory import profile_of
+
+    wanted = module_backends(backend, placement, precision)
+    if models is not None:
+        for name in dict.fromkeys(wanted.values()):
+            if name in plugins.backends():
+                check_runs_folder(name, plugins.backends()[name], models)
+    per_backend = {b: profile_of(resolve_backend(b)) for b in dict.fromkeys(wanted.values())}  # one object each
+    profiles = {m: per_backend[b] for m, b in wanted.items()}
+    for variant, base in VARIANT_OF.items():
+        profiles[variant] = profiles[base]
+    return profiles
 
 
 def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None, precision: str = "fp32") -> bool:
@@ -244,17 +336,27 @@ def load_modules(
     placement: str | Mapping[str, str] | None = None,
     threads: int | None = None,
     options: Mapping[str, Any] | None = None,
+    models: ModelFolder | None = None,
 ) -> dict[str, Module]:
-    """The five modules, each from its placed backend (``backend`` for the rest)."""
-    wanted = module_backends(backend, placement, precision)
+    """The five modules, each from its placed backend (``backend`` for the rest).
+
+    With ``models`` every backend must run the folder's format and loads from it; the folder's
+    weights and precision are then the request's (``matte`` settles them with ``settle_request``).
+    """
+    wanted = module_backends(backend_for(backend, models), placement, precision)
     measured = measured_precisions()
     loaded: dict[str, Mapping[str, Module]] = {}
     for name in dict.fromkeys(wanted.values()):
+        if models is not None and name in plugins.backends():  # the format first: it says what would run
+            check_runs_folder(name, plugins.backends()[name], models)
         chosen_backend = resolve_backend(name)
-        concrete, _ = resolve_precision(chosen_backend, precision, measured)
-        request = LoadRequest(
-            weights=weights, dims=dims, precision=concrete, threads=threads, options=dict(options or {})
-        )
+        given = dict(options or {})
+        if models is not None:
+            weights, concrete = models.manifest.weights, models.manifest.precision
+            given["artifacts"] = str(models.directory)
+        else:
+            concrete, _ = resolve_precision(chosen_backend, precision, measured)
+        request = LoadRequest(weights=weights, dims=dims, precision=concrete, threads=threads, options=given)
         loaded[name] = chosen_backend.load(request)
     chosen = {m: loaded[b][m] for m, b in wanted.items()}
     # an optional variant comes from the backend of the module it stands in for

@@ -99,7 +99,7 @@ def ensure_artifacts(
     manifest contradicts the request raises ManifestError rather than being used.
     """
     final = artifact_dir(format, artifact_key(format, weights_digest, dims, precision, exporter_version, opset), root)
-    expect = {"format": format, "dims": dims, "precision": precision, "weights_digest": weights_digest}
+    expect: dict[str, Any] = {"format": format, "dims": dims, "precision": precision, "weights_digest": weights_digest}
 
     if (final / "manifest.json").is_file():
         try:

@@ -1,21 +1,70 @@
-"""The official checkpoint: found in the local cache, or fetched once from the Hugging Face Hub.
+"""The official checkpoints (MatAnyone and MatAnyone 2): found in the local cache, or fetched once
+from the Hugging Face Hub.
 
-huggingface_hub checks the download against the Hub's LFS sha256, and we keep that digest beside
-the file so a later truncation or edit is caught before the model loads.
+huggingface_hub shows the download's progress and checks its size; the file's sha256 is then
+checked against the one the Hub publishes for it (its LFS object id) and kept beside the file, so
+a later truncation or edit is caught before the model loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import WeightsError
 
-HF_REPO = "PeiqingYang/MatAnyone"
-HF_FILE = "model.safetensors"
-RELEASE_URL = "https://github.com/pq-yang/MatAnyone/releases/download/v1.0.0/matanyone.pth"
-LOCAL_NAMES = ("model.safetensors", "matanyone.pth")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class OfficialModel:
+    """One published checkpoint: where it comes from and where the cache keeps it."""
+
+    title: str
+    hf_repo: str
+    hf_file: str
+    release_url: str
+    #: inside the cache's weights folder; MatAnyone 1 stays at its root, where it always was
+    subfolder: str
+    #: file names accepted there, the Hub's first
+    local_names: tuple[str, ...]
+
+
+#: MatAnyone (CVPR 2025), pq-yang/MatAnyone.
+MATANYONE = OfficialModel(
+    title="MatAnyone",
+    hf_repo="PeiqingYang/MatAnyone",
+    hf_file="model.safetensors",
+    release_url="https://github.com/pq-yang/MatAnyone/releases/download/v1.0.0/matanyone.pth",
+    subfolder="",
+    local_names=("model.safetensors", "matanyone.pth"),
+)
+#: MatAnyone 2, pq-yang/MatAnyone2: the same network class and parameter names as MatAnyone 1
+#: (its model code differs from MatAnyone 1's only in the package name), new weights.
+MATANYONE2 = OfficialModel(
+    title="MatAnyone 2",
+    hf_repo="PeiqingYang/MatAnyone2",
+    hf_file="model.safetensors",
+    release_url="https://github.com/pq-yang/MatAnyone2/releases/download/v1.0.0/matanyone2.pth",
+    subfolder="matanyone2",
+    local_names=("model.safetensors", "matanyone2.pth"),
+)
+#: What ``--weights`` takes for each.
+OFFICIAL_REFS = {
+    "official": MATANYONE,
+    "default": MATANYONE,
+    "": MATANYONE,
+    "official2": MATANYONE2,
+    "matanyone2": MATANYONE2,
+}
+
+HF_REPO = MATANYONE.hf_repo
+HF_FILE = MATANYONE.hf_file
+RELEASE_URL = MATANYONE.release_url
+LOCAL_NAMES = MATANYONE.local_names
 
 
 def weights_dir() -> Path:
@@ -41,25 +90,41 @@ def _verified(path: Path) -> Path:
     return path
 
 
-def official_checkpoint(download: bool = True) -> Path:
+def official_checkpoint(download: bool = True, model: OfficialModel = MATANYONE) -> Path:
     """Path of the official weights, downloading them on first use (with a progress bar)."""
-    folder = weights_dir()
-    for name in LOCAL_NAMES:
+    folder = weights_dir() / model.subfolder if model.subfolder else weights_dir()
+    for name in model.local_names:
         if (folder / name).exists():
             return _verified(folder / name)
     hint = (
-        f"the official MatAnyone checkpoint is not in {folder}: download {RELEASE_URL} (or {HF_FILE} "
-        f"from huggingface.co/{HF_REPO}) into that folder, or pass --weights PATH "
+        f"the official {model.title} checkpoint is not in {folder}: download {model.release_url} (or "
+        f"{model.hf_file} from huggingface.co/{model.hf_repo}) into that folder, or pass --weights PATH "
         "(seeded:v1-pm gives random test weights)"
     )
     if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise WeightsError(hint)
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub
 
         folder.mkdir(parents=True, exist_ok=True)
-        fetched = Path(hf_hub_download(HF_REPO, HF_FILE, local_dir=str(folder)))
+        published = _published_sha256(huggingface_hub, model)
+        fetched = Path(huggingface_hub.hf_hub_download(model.hf_repo, model.hf_file, local_dir=str(folder)))
     except Exception as exc:  # offline, DNS, HTTP errors: all end in the same advice
         raise WeightsError(f"{hint} (download failed: {type(exc).__name__})") from None
-    fetched.with_name(fetched.name + ".sha256").write_text(_sha256(fetched) + "\n")
+    digest = _sha256(fetched)
+    if published is not None and digest != published:
+        fetched.unlink(missing_ok=True)
+        raise WeightsError(
+            f"the downloaded {model.hf_file} from huggingface.co/{model.hf_repo} has sha256 {digest[:12]}... but "
+            f"the Hub publishes {published[:12]}...; it was deleted: run again, or download {model.release_url} by hand"
+        )
+    fetched.with_name(fetched.name + ".sha256").write_text(digest + "\n")
     return fetched
+
+
+def _published_sha256(hub, model: OfficialModel) -> str | None:
+    """The sha256 the Hub publishes for the file: the linked ETag of an LFS file is its sha256.
+    None when the Hub gives none that looks like one (a small file kept in git)."""
+    metadata = hub.get_hf_file_metadata(hub.hf_hub_url(model.hf_repo, model.hf_file))
+    etag = str(getattr(metadata, "etag", "") or "").strip('"').lower()
+    return etag if _SHA256.match(etag) else None

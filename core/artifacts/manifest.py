@@ -4,13 +4,16 @@ Every exporter (ONNX, CoreML) writes one ``manifest.json`` next to its five modu
 records what the files were built from and for, so that a loader can refuse a set that does not
 match its request (other size, memory length, precision or weights) instead of running it and
 producing a silently wrong matte. It also keeps what was measured once at export time (FLOPs per
-module, validation errors against the PyTorch modules) so that nobody has to recompute them.
+module, validation errors against the PyTorch modules) so that nobody has to recompute them, and
+the sha256 of every module file, so a folder copied to another machine can be checked whole
+before it runs (``file_problems``).
 
 No torch here, and no format library: this file must be importable by every backend.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,7 +30,8 @@ from ..engine.files import atomic_write_json
 from ..engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, describe
 
 #: Bumped when a field changes meaning; readers refuse versions they do not know.
-MANIFEST_VERSION = 1
+#: 2: ``file_digests`` (sha256 of every module file) is written and checked.
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("onnx", "coreml")
 PRECISIONS = ("fp32", "fp16")
@@ -53,6 +57,7 @@ class ValidationError(ExportError):
         self.output = output
         self.max_abs = max_abs
         self.mean_abs = mean_abs
+        self.detail = detail
         message = (
             f"exported module {module!r} does not match PyTorch on output {output!r}: "
             f"max abs error {max_abs:.3g}, mean abs error {mean_abs:.3g}"
@@ -191,6 +196,9 @@ class Manifest:
     validation: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: module -> sha256 of its file (an .mlpackage folder: of its files, see ``path_digest``);
+    #: filled by ``write_manifest`` from the files themselves.
+    file_digests: dict[str, str] = field(default_factory=dict)
     manifest_version: int = MANIFEST_VERSION
 
     @property
@@ -203,10 +211,15 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         version = data.get("manifest_version")
+        if isinstance(version, int) and version > MANIFEST_VERSION:
+            raise ManifestError(
+                f"manifest version {version} was written by a newer matanyone-engine (this one reads "
+                f"version {MANIFEST_VERSION}); upgrade matanyone-engine here, or re-export with this version"
+            )
         if version != MANIFEST_VERSION:
             raise ManifestError(
-                f"manifest version {version!r} is not the supported {MANIFEST_VERSION}; "
-                "re-export the artifacts with this version of matanyone-engine"
+                f"manifest version {version!r} is older than the supported {MANIFEST_VERSION} (it records no "
+                "file digests); re-export the artifacts with this version of matanyone-engine"
             )
         known = set(cls.__dataclass_fields__)
         missing = [
@@ -279,9 +292,17 @@ def new_manifest(
 
 
 def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Path:
-    """Write ``manifest.json`` atomically (temp file + os.replace): a reader never sees half a file."""
+    """Write ``manifest.json`` atomically (temp file + os.replace): a reader never sees half a file.
+
+    The module files must be in ``directory`` already: their digests are taken here, the one step
+    every exporter passes through, so no exporter can forget them.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    absent = [f for f in manifest.files.values() if not (directory / f).exists()]
+    if absent:
+        raise ManifestError(f"cannot write the manifest of {directory}: {', '.join(absent)} not written yet")
+    manifest.file_digests = {name: path_digest(directory / f) for name, f in manifest.files.items()}
     target = directory / MANIFEST_NAME
     atomic_write_json(target, manifest.to_dict(), default=_json_default, sort_keys=True, fsync=True)
     return target
@@ -356,6 +377,53 @@ def check_manifest(
             raise ManifestError(
                 f"artifacts in {directory} are incomplete (missing {', '.join(missing)}); delete it and export again"
             )
+
+
+def path_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file; of a folder (an .mlpackage), over each file's relative path and contents.
+
+    Files are read in sorted order of their relative paths, so the digest does not depend on the
+    order the file system lists them in; a renamed, added or removed file changes it.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _file_sha256(path)
+    if not path.is_dir():
+        raise FileNotFoundError(path)
+    digest = hashlib.sha256()
+    for item in sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()):
+        digest.update(item.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        digest.update(_file_sha256(item).encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_problems(directory: str | os.PathLike[str], manifest: Manifest) -> list[str]:
+    """What is wrong with the module files of ``directory`` against its manifest (empty: nothing).
+
+    Each entry names one file: missing, or altered since export (its sha256 differs from the one
+    recorded). A manifest that records no digest for a module counts as a problem too: then
+    nothing vouches for that file.
+    """
+    directory = Path(directory)
+    problems: list[str] = []
+    for name, relative in manifest.files.items():
+        path = directory / relative
+        recorded = manifest.file_digests.get(name)
+        if not path.exists():
+            problems.append(f"{relative} is missing")
+        elif not recorded:
+            problems.append(f"{relative} has no sha256 in the manifest")
+        elif path_digest(path) != recorded:
+            problems.append(f"{relative} was altered since export (its sha256 differs from the manifest's)")
+    return problems
 
 
 def _json_default(value: Any) -> Any:

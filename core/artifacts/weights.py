@@ -4,7 +4,8 @@ A weights reference is what users type after ``--weights``:
     seeded:v1-pm            random weights from the recipe in ../shared/golden/GOLDEN.md
     seeded:v1               the same without the pred_mat tweak
     seeded:v1-pm:PREFIX     a different seed family (PREFIX is prepended to every key name)
-    official                the official checkpoint from the local cache, downloaded on first use
+    official                the official MatAnyone checkpoint from the local cache, downloaded on first use
+    official2 (matanyone2)  the same for MatAnyone 2 (same network and parameter names, new weights)
     path/to/matanyone.pth   the official checkpoint
     path/to/model.safetensors  the Hugging Face checkpoint
 Seeded weights are random: they exist for tests and benchmarks, never for real mattes.
@@ -40,10 +41,10 @@ class WeightsRef:
 
 
 def parse_weights(ref: str) -> WeightsRef:
-    if ref in ("official", "default", ""):
-        from .checkpoints import official_checkpoint
+    from .checkpoints import OFFICIAL_REFS, official_checkpoint
 
-        return WeightsRef("file", path=official_checkpoint())
+    if ref in OFFICIAL_REFS:
+        return WeightsRef("file", path=official_checkpoint(model=OFFICIAL_REFS[ref]))
     if ref.startswith("seeded:"):
         parts = ref.split(":", 2)
         variant = parts[1] if len(parts) > 1 else ""

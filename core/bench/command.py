@@ -8,7 +8,9 @@ from typing import Any
 
 import typer
 
-from ..app.loading import write_profile
+from .. import plugins
+from ..app.loading import backend_for, check_runs_folder, folder_backends, resolve_backend, write_profile
+from ..app.models import ModelFolder, open_model_folder, settle_request
 from ..app.options import parse_size
 from ..engine.errors import BackendError, InputError, MatanyoneError
 from .clip import load_clip
@@ -27,7 +29,9 @@ def bench(
         "-b",
         help="Backend to measure (repeatable; default: every available one; 'auto' = the search profile).",
     ),
-    size: str = typer.Option(DEFAULT_SIZE, help="Frame size HxW the clip is resized to."),
+    size: str | None = typer.Option(
+        None, help=f"Frame size HxW the clip is resized to (default {DEFAULT_SIZE}; with --models the folder's)."
+    ),
     frames: int = typer.Option(8, help="Frames per clip pass (frame 0 seeds; the rest are timed per frame)."),
     runs: int = typer.Option(3, help="Measured clip passes per configuration."),
     warmup_runs: int = typer.Option(2, "--warmup-runs", help="Discarded clip passes per configuration first."),
@@ -35,8 +39,17 @@ def bench(
         1, "--state-warmup", help="Extra first-frame predictions on frame 0 per pass (the demo uses 10)."
     ),
     threads: int | None = typer.Option(None, help="CPU threads for every backend (default: the runtime's)."),
-    weights: str = typer.Option(
-        DEFAULT_WEIGHTS, "--weights", "-w", help="Checkpoint or seeded:v1-pm (timing is the same)."
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help=f"Checkpoint or seeded:v1-pm (timing is the same; default {DEFAULT_WEIGHTS}, with --models the folder's).",
+    ),
+    models: Path | None = typer.Option(
+        None,
+        "--models",
+        help="Time the models of a folder written by `matanyone export` (no torch needed): its manifest decides "
+        "size, memory frames, precision and weights; default backends: those that run its format here.",
     ),
     precision: list[str] | None = typer.Option(
         None, "--precision", "-p", help="Precision (repeatable, default fp32); one result per backend x precision."
@@ -71,6 +84,12 @@ def bench(
     pipeline: bool = typer.Option(
         False, "--pipeline", help="Also measure each configuration with the next frame's image encoder overlapped."
     ),
+    subjects: int = typer.Option(
+        1,
+        "--subjects",
+        help="Also measure 2..K subjects per run (one state machine each, one shared image encoder), "
+        "each against K separate one-subject runs.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Time each module and each frame per backend x precision through the real state machine."""
@@ -88,6 +107,7 @@ def bench(
             state_warmup=state_warmup,
             threads=threads,
             weights=weights,
+            models=models,
             precisions=precision,
             json_out=json_out,
             plot=plot,
@@ -101,6 +121,7 @@ def bench(
             prepare=prepare,
             log=log,
             pipeline=pipeline,
+            subjects=subjects,
         )
     except MatanyoneError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -117,13 +138,14 @@ def bench(
 def bench_command(
     *,
     backends: Sequence[str] | None = None,
-    size: str = DEFAULT_SIZE,
+    size: str | None = None,
     frames: int = 8,
     runs: int = 3,
     warmup_runs: int = 2,
     state_warmup: int = 1,
     threads: int | None = None,
-    weights: str = DEFAULT_WEIGHTS,
+    weights: str | None = None,
+    models: str | Path | None = None,
     precisions: Sequence[str] | None = None,
     json_out: Path | None = None,
     plot: Path | None = None,
@@ -137,6 +159,7 @@ def bench_command(
     prepare: bool = True,
     log: Log | None = None,
     pipeline: bool = False,
+    subjects: int = 1,
 ) -> tuple[dict[str, Any], Path | None]:
     """Everything ``bench`` does except printing: returns (report, profile path or None).
 
@@ -144,14 +167,30 @@ def bench_command(
     precision it offers that is admissible and not emulated here (``-p`` restricts them); the
     chosen mix, when it uses more than one backend, is then measured against the fastest single
     configuration and kept only if it wins (the comparison is stored under ``verified``).
+
+    With ``models`` (a folder from ``matanyone export``) every configuration loads from it: the
+    clip is resized to the folder's size and its precision, memory frames and weights are used
+    (asking for others is refused); backends default to those that run its format here.
     """
-    height, width = parse_size(size)
+    folder = open_model_folder(models) if models is not None else None
+    mem_frames = 5
+    if folder is not None:
+        asked = parse_size(size) if size is not None else None
+        for asked_precision in precisions or []:
+            settle_request(folder, precision=asked_precision)
+        weights, folder_precision, mem_frames = settle_request(folder, weights=weights, size=asked)
+        precisions = [folder_precision]
+        backends = _folder_backend_names(folder, backends)
+        height, width = folder.size
+    else:
+        height, width = parse_size(size if size is not None else DEFAULT_SIZE)
+    weights = DEFAULT_WEIGHTS if weights is None else weights
     if plot is not None:
         try:  # fail before minutes of measuring, not after
             import matplotlib  # noqa: F401
         except ImportError:
             raise InputError("--plot needs matplotlib: pip install matplotlib") from None
-    common = {
+    common: dict[str, Any] = {
         "weights": weights,
         "runs": runs,
         "warmup_runs": warmup_runs,
@@ -160,6 +199,8 @@ def bench_command(
         "isolate": isolate,
         "prepare": prepare,
         "log": log,
+        "models": folder,
+        "mem_frames": mem_frames,
     }
     if search:
         chosen = list(dict.fromkeys(b for b in (backends or available_backends()) if b != "auto"))
@@ -167,7 +208,8 @@ def bench_command(
             raise BackendError("no backend is available here; see `matanyone backends`")
         configs = search_configs(chosen, list(precisions or []), log)
     else:
-        configs = plan_configs(backends, precisions, placement, pipeline)
+        configs = plan_configs(backends, precisions, placement, pipeline, subjects)
+    _check_memory(configs, height, width)
     data = load_clip((height, width), frames, clip, mask, synthetic)
     if log:
         log(
@@ -201,3 +243,29 @@ def bench_command(
     if plot is not None:
         write_plot(report, plot)
     return report, profile_path
+
+
+def _folder_backend_names(folder: ModelFolder, asked: Sequence[str] | None) -> list[str]:
+    """The backends to time a model folder on: the asked ones (``auto`` resolved for the folder),
+    each checked to run its format, else every one that runs it here."""
+    if not asked:
+        names = folder_backends(folder)
+        if not names:
+            backend_for("auto", folder)  # raises the one line saying what to install
+        return names
+    names = [backend_for(name, folder) for name in asked]
+    for name in names:
+        if name in plugins.backends():  # the format first: it says which backend would run the folder
+            check_runs_folder(name, plugins.backends()[name], folder)
+        resolve_backend(name)
+    return list(dict.fromkeys(names))
+
+
+def _check_memory(configs: Sequence[Any], height: int, width: int) -> None:
+    """Refuse up front, with the one-line estimate, a size some configuration cannot fit; every
+    configuration runs in its own worker, so each must fit on its own."""
+    from ..app.loading import module_memory_profiles
+    from ..app.memory import check_fits
+
+    for config in configs:
+        check_fits(height, width, module_memory_profiles(config.backend, dict(config.placement)), backend=config.label)

@@ -21,6 +21,7 @@ class BenchConfig:
     precision: str = "fp32"
     placement: tuple[tuple[str, str], ...] = ()
     pipeline: bool = False  # the next frame's image encoder overlapped with the current frame
+    subjects: int = 1  # subjects matted per run: one state machine each, one image-encoder run per frame
 
     @property
     def label(self) -> str:
@@ -28,7 +29,8 @@ class BenchConfig:
         base = f"{self.backend}/{self.precision}"
         if self.placement:
             base += " [" + ",".join(f"{m}={b}" for m, b in self.placement) + "]"
-        return base + (" +pipeline" if self.pipeline else "")
+        base += " +pipeline" if self.pipeline else ""
+        return base + (f" x{self.subjects} subjects" if self.subjects > 1 else "")
 
     def module_backends(self) -> dict[str, str]:
         """Which backend serves each of the five modules under this configuration."""
@@ -62,8 +64,12 @@ def make_config(
 
 
 def available_backends() -> list[str]:
-    """Names of registered backends that can run here; ``torch`` first (the usual reference)."""
-    names = [name for name in plugins.backends() if runs_here(name)]
+    """Names of registered backends that can run here; ``torch`` first (the usual reference).
+
+    Simulations (``simulated = True``, e.g. coreml-sim) are left out: they check what a program
+    computes, their speed says nothing; name them explicitly to time them anyway."""
+    table = plugins.backends()
+    names = [name for name in table if runs_here(name) and not getattr(table[name], "simulated", False)]
     return sorted(names, key=lambda n: (n != "torch", n))
 
 
@@ -88,6 +94,7 @@ def plan_configs(
     precisions: Sequence[str] | None,
     placement: str | None,
     pipeline: bool = False,
+    subjects: int = 1,
 ) -> list[BenchConfig]:
     """The configurations a ``bench`` command line asks for.
 
@@ -97,7 +104,11 @@ def plan_configs(
     mix runs next to them (default backend for unplaced modules: the first listed), so the ratios
     show what the placement gains. ``pipeline`` adds each configuration once more with the image
     encoder pipelined, run interleaved with the plain one, so the ratio is the overlap's gain.
+    ``subjects`` K > 1 adds each configuration with 2 .. K subjects per run, interleaved with the
+    one-subject run it is compared with (``stats.compute_ratios``: K subjects against K runs).
     """
+    if subjects < 1:
+        raise BackendError(f"--subjects must be 1 or more, got {subjects}")
     precisions = list(dict.fromkeys(precisions or ["fp32"]))
     table = parse_placement(placement) if placement else {}
     names = list(dict.fromkeys(backends or []))
@@ -121,6 +132,7 @@ def plan_configs(
         configs += [make_config(default, p, table) for p in precisions]
     if pipeline:
         configs += [replace(c, pipeline=True) for c in configs]
+    configs += [replace(c, subjects=k) for c in list(configs) for k in range(2, subjects + 1)]
     return list(dict.fromkeys(configs))
 
 

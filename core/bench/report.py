@@ -83,6 +83,13 @@ def render_table(report: Mapping[str, Any], console: Any = None) -> None:
     if len(ratios.get("frame", {})) > 1:
         parts = [f"{label}: {value:.3f}" for label, value in ratios["frame"].items() if value is not None]
         console.print(f"per-frame median / {ratios['reference']} (paired by round): " + ", ".join(parts))
+    for label, entry in ratios.get("subjects", {}).items():
+        value = entry.get("vs_separate_runs")
+        shown = "-" if value is None else f"{value:.3f}"
+        console.print(
+            f"{label}: {shown} of {entry['subjects']} separate runs of {entry['one_subject']} "
+            "(per frame, paired by round)"
+        )
 
 
 def _num(value: float | None, digits: int) -> str:

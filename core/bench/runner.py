@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..app.loading import load_modules, precision_plan
-from ..engine.driver import clip_dims, matte_frames
+from ..app.models import ModelFolder
+from ..engine.driver import clip_dims, matte_subjects
 from ..engine.errors import InputError, MatanyoneError
 from ..engine.protocol import Module
+from ..engine.tiling import read_tiles
 from .clip import ClipData
 from .configs import BenchConfig, module_order
 from .environment import environment, load_average
@@ -55,7 +57,12 @@ class TimedModule:
 
 
 def time_clip_pass(
-    modules: Mapping[str, Module], clip: ClipData, state_warmup: int = 1, mem_frames: int = 5, pipeline: bool = False
+    modules: Mapping[str, Module],
+    clip: ClipData,
+    state_warmup: int = 1,
+    mem_frames: int = 5,
+    pipeline: bool = False,
+    subjects: int = 1,
 ) -> dict[str, Any]:
     """One pass of the state machine over the clip with every module timed.
 
@@ -66,15 +73,18 @@ def time_clip_pass(
     whole pass), and ``frame_calls``: how often each module ran in each steady-state frame (the
     mix differs between memory and other frames, and FLOPs per frame follow from it). With
     ``pipeline`` the encoder of frame t+1 overlaps frame t, so module times include contention and
-    only the frame times say what the overlap gains.
+    only the frame times say what the overlap gains. With ``subjects`` > 1 the clip's mask seeds that
+    many subjects (timing depends on shapes, not on which pixels the masks cover); a frame is then
+    every subject's matte of it.
     """
     calls: dict[str, list[float]] = {name: [] for name in modules}
     timed = {name: TimedModule(module, calls[name]) for name, module in modules.items()}
     gc.collect()  # start every pass with the same garbage, so a collection lands in no pass by habit
     stamps = [time.perf_counter()]
     counts = [dict.fromkeys(calls, 0)]
-    for _ in matte_frames(
-        timed, iter(clip.frames), clip.mask, warmup=state_warmup, mem_frames=mem_frames, pipeline=pipeline
+    masks = {str(k): clip.mask for k in range(1, subjects + 1)}
+    for _ in matte_subjects(
+        timed, iter(clip.frames), masks, warmup=state_warmup, mem_frames=mem_frames, pipeline=pipeline
     ):
         stamps.append(time.perf_counter())
         counts.append({name: len(c) for name, c in calls.items()})
@@ -169,7 +179,14 @@ class _LocalRunner:
     """Loads one configuration's modules in this process and times clip passes on request."""
 
     def __init__(
-        self, config: BenchConfig, clip: ClipData, weights: str, threads: int | None, state_warmup: int, mem_frames: int
+        self,
+        config: BenchConfig,
+        clip: ClipData,
+        weights: str,
+        threads: int | None,
+        state_warmup: int,
+        mem_frames: int,
+        models: ModelFolder | None = None,
     ):
         self.config = config
         self.clip = clip
@@ -177,6 +194,7 @@ class _LocalRunner:
         self.threads = threads
         self.state_warmup = state_warmup
         self.mem_frames = mem_frames
+        self.models = models
         self.modules: dict[str, Module] | None = None
 
     def start(self) -> dict[str, Any]:
@@ -190,10 +208,14 @@ class _LocalRunner:
             precision=self.config.precision,
             placement=dict(self.config.placement),
             threads=self.threads,
+            models=self.models,
         )
         load_s = time.perf_counter() - started
         declared = {n: f for n, m in self.modules.items() if (f := _declared_flops(n, m)) is not None}
-        plan = precision_plan(self.config.backend, self.config.precision, dict(self.config.placement))
+        if self.models is not None:  # the folder's precision, whatever the backend would choose
+            plan = {self.config.backend: (self.models.manifest.precision, "the model folder's")}
+        else:
+            plan = precision_plan(self.config.backend, self.config.precision, dict(self.config.placement))
         return {
             "load_s": load_s,
             "baseline_rss_mb": baseline,
@@ -204,7 +226,9 @@ class _LocalRunner:
 
     def run_pass(self) -> dict[str, Any]:
         assert self.modules is not None, "start() first"
-        return time_clip_pass(self.modules, self.clip, self.state_warmup, self.mem_frames, self.config.pipeline)
+        return time_clip_pass(
+            self.modules, self.clip, self.state_warmup, self.mem_frames, self.config.pipeline, self.config.subjects
+        )
 
     def finish(self) -> dict[str, Any]:
         threads = _runtime_threads(self.modules)
@@ -273,7 +297,14 @@ class _ProcessRunner:
     """
 
     def __init__(
-        self, config: BenchConfig, clip: ClipData, weights: str, threads: int | None, state_warmup: int, mem_frames: int
+        self,
+        config: BenchConfig,
+        clip: ClipData,
+        weights: str,
+        threads: int | None,
+        state_warmup: int,
+        mem_frames: int,
+        models: ModelFolder | None = None,
     ):
         import multiprocessing
 
@@ -281,7 +312,7 @@ class _ProcessRunner:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_worker_main,
-            args=(child, (config, clip, weights, threads, state_warmup, mem_frames)),
+            args=(child, (config, clip, weights, threads, state_warmup, mem_frames, models)),
             name=f"matanyone-bench {config.label}",
         )
         self._child = child
@@ -331,6 +362,7 @@ def run_bench(
     prepare: bool = True,
     mem_frames: int = 5,
     log: Log | None = None,
+    models: ModelFolder | None = None,
 ) -> dict[str, Any]:
     """Measure every configuration on ``clip``, interleaved clip by clip; return the JSON report.
 
@@ -352,10 +384,11 @@ def run_bench(
     say = log or (lambda _m: None)
     env = environment(threads)
     dims, _ = clip_dims(*clip.size, mem_frames)
+    tiles = read_tiles(dims.tokens_per_frame, dims.symbols["N"])
 
     def make_runner(config: BenchConfig, isolated: bool) -> Any:
         runner_cls = _ProcessRunner if isolated else _LocalRunner
-        return runner_cls(config, clip, weights, threads, state_warmup, mem_frames)
+        return runner_cls(config, clip, weights, threads, state_warmup, mem_frames, models)
 
     errors: dict[str, str] = {}
     prepared = _prepare(configs, make_runner, errors, say) if prepare and isolate else {}
@@ -394,6 +427,7 @@ def run_bench(
             "precision": config.precision,
             "resolved_precision": info.get(config.label, {}).get("resolved_precision"),
             "pipeline": config.pipeline,
+            "subjects": config.subjects,
             "label": config.label,
             "placement": dict(config.placement) or None,
         }
@@ -412,18 +446,21 @@ def run_bench(
     settings = {
         "size": list(clip.size),
         "padded": [dims.height, dims.width],
+        "read_tiles": len(tiles),
+        "read_tile_rows": max(stop - start for start, stop in tiles),
         "mem_frames": mem_frames,
         "frames": int(clip.frames.shape[0]),
         "runs": runs,
         "warmup_runs": warmup_runs,
         "state_warmup": state_warmup,
         "weights": weights,
+        "models": str(models.directory) if models is not None else None,
         "clip": clip.source,
         "threads": threads,
         "isolation": "one worker process per configuration" if isolate else "all configurations in one process",
         "prepared": bool(prepare and isolate),
         "interleave": "clip by clip, order rotated each round (A B C, B C A, ...)",
-        "frame_definition": "wall time between consecutive mattes of matte_frames, frames 1..n-1 "
+        "frame_definition": "wall time between consecutive mattes of matte_subjects (every subject's), frames 1..n-1 "
         "(frame 0 = seed + first-frame predictions is reported as first_frame)",
         "load_definition": "wall time of load_modules, including any export or compilation the backend "
         "did (long when its artifact cache was cold)",

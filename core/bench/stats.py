@@ -169,7 +169,39 @@ def compute_ratios(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             name: _paired([(a["modules_median_ms"].get(name), b["modules_median_ms"].get(name)) for a, b in pairs])
             for name in shared
         }
+    subjects = _subject_ratios(ok)
+    if subjects:
+        out["subjects"] = subjects
     return out
+
+
+def _subject_ratios(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """K subjects in one run against K separate one-subject runs of the same configuration.
+
+    Per measured round, the K-subject frame median over K times the one-subject run's median in
+    the same round, then the median over rounds: below 1 is what sharing the image encoder saves.
+    """
+    solo = {_without_subjects(r): r for r in results if r.get("subjects", 1) == 1}
+    out: dict[str, Any] = {}
+    for result in results:
+        count = int(result.get("subjects", 1))
+        alone = solo.get(_without_subjects(result))
+        if count < 2 or alone is None:
+            continue
+        pairs = zip(result["rounds"], alone["rounds"], strict=False)
+        ratio = _paired(
+            [
+                (a["frame_median_ms"], None if b["frame_median_ms"] is None else count * b["frame_median_ms"])
+                for a, b in pairs
+            ]
+        )
+        out[result["label"]] = {"subjects": count, "one_subject": alone["label"], "vs_separate_runs": ratio}
+    return out
+
+
+def _without_subjects(result: Mapping[str, Any]) -> tuple:
+    placement = tuple(sorted((result.get("placement") or {}).items()))
+    return (result.get("backend"), result.get("precision"), placement, bool(result.get("pipeline")))
 
 
 def _paired(pairs: Sequence[tuple[float | None, float | None]]) -> float | None:

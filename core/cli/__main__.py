@@ -1,5 +1,5 @@
 """``python -m matanyone_engine.core.cli``: the same as the ``matanyone`` console script."""
 
-from .main import main
+from .entry import main
 
 main()

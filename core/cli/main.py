@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
+import typer.core
 
 from .. import plugins
-from ..app.options import parse_size
+from ..app import interrupts
+from ..app.options import check_run_options, parse_size
 from ..bench.command import bench
-from ..engine.errors import MatanyoneError
+from ..engine.errors import MatanyoneError, MemoryLimitError
+from .batch import register as register_batch
 
 app = typer.Typer(
     add_completion=False,
@@ -29,11 +36,76 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+class OneLineErrors(typer.core.TyperCommand):
+    """A command whose usage errors (an unknown choice, a missing argument) are one ``error:``
+    line and exit 2, like every other refusal, instead of click's usage block."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # typer's own (vendored) click usage errors derive from it
+            typer.echo(f"error: {exc.format_message()} (see `matanyone {info_name} --help`)", err=True)
+            raise typer.Exit(2) from None
+
+
+#: Fixed-value options as Literal types, so typer shows the choices in --help and refuses others;
+#: tests/test_inputs.py checks they list exactly the values the writers and backends take.
+AlphaFormat = Literal["png16", "png8", "video"]
+VideoFormat = Literal["prores", "webm"]
+Precision = Literal["fp32", "bf16", "fp16", "fast"]
+
+
+@contextmanager
+def _console(verbose: bool) -> Iterator[None]:
+    """Warnings as one ``warning:`` line each (never Python's file:line banner) and, with
+    --verbose, the pipeline's notes (input orientation, frame order, mask reading) on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        typer.echo(f"warning: {text}", err=True)
+
+    logger = logging.getLogger("matanyone_engine")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        if verbose:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            if verbose:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+
+
+@app.command(cls=OneLineErrors)
 def run(
     input: Path = typer.Argument(..., help="Video file or folder of image frames."),
-    mask: Path | None = typer.Option(
-        None, "--mask", "-m", help="First-frame mask (white = foreground); or use --mask-box / --mask-provider."
+    mask: list[Path] | None = typer.Option(
+        None,
+        "--mask",
+        "-m",
+        help="First-frame mask (white = foreground); repeat it for several subjects, or give one label image "
+        "(palette/gray PNG of subject ids); or use --mask-box / --mask-provider.",
+    ),
+    subjects: str | None = typer.Option(
+        None,
+        "--subjects",
+        help="Subjects to matte: ids of a label image, or positions of the --mask files (1,3 or all). "
+        "Each gets its own outputs (OUTDIR/<input>/alpha/<subject>/, <input>_<subject>_foreground.mp4).",
+    ),
+    union: bool = typer.Option(
+        False, "--union", help="With several subjects, also write every output for their union (subject 'union')."
+    ),
+    mask_frame: int | None = typer.Option(
+        None,
+        "--mask-frame",
+        help="Input frame the mask belongs to (default: the first processed); frames before it are matted "
+        "backwards from it.",
     ),
     mask_box: str | None = typer.Option(
         None, "--mask-box", help="First-frame box x,y,w,h in pixels; the mask is cut out by GrabCut."
@@ -51,27 +123,53 @@ def run(
         help="Backend name (see `matanyone backends`); auto = the measured placement profile, "
         "else the fastest available.",
     ),
-    weights: str = typer.Option(
-        "official",
+    weights: str | None = typer.Option(
+        None,
         "--weights",
         "-w",
-        help="official (cached, downloaded on first use), a .pth/.safetensors path, or "
-        "seeded:v1-pm (random test weights).",
+        help="official (MatAnyone, the default) or official2 (MatAnyone 2): cached, downloaded on first use; "
+        "a .pth/.safetensors path; or seeded:v1-pm (random test weights). With --models the folder's weights.",
+        show_default=False,
+    ),
+    models: Path | None = typer.Option(
+        None,
+        "--models",
+        help="Run from a folder written by `matanyone export` (ONNX or Core ML): its manifest decides size, "
+        "memory frames, precision and weights; no checkpoint or torch needed. Clips of any size are fitted to it.",
+    ),
+    package_size: str | None = typer.Option(
+        None,
+        "--package-size",
+        help="HxW the modules are built for, every clip fitted to it (rotated/letter-boxed, alpha mapped back); "
+        "Core ML backends default to 432x768.",
     ),
     warmup: int = typer.Option(10, help="First-frame warm-up iterations (official default 10)."),
     erode: int = typer.Option(10, help="Mask erosion kernel size; 0 disables."),
     dilate: int = typer.Option(10, help="Mask dilation kernel size; 0 disables."),
-    max_size: int = typer.Option(-1, "--max-size", help="Cap the shorter side (downscale); -1 keeps the size."),
-    start: int = typer.Option(0, help="First input frame to process."),
-    frames: int | None = typer.Option(None, help="Number of frames to process."),
+    max_size: int = typer.Option(
+        -1, "--max-size", help="Run the network with this shorter side (downscale); -1 keeps the size."
+    ),
+    output_size: str = typer.Option(
+        "input",
+        "--output-size",
+        help="input: outputs at the input's resolution (alpha upsampled, see --upsample); "
+        "network: at the --max-size resolution, as the official demo writes them.",
+    ),
+    upsample: str = typer.Option(
+        "guided", "--upsample", help="How alpha reaches the input's resolution: guided (edge-aware) or bilinear."
+    ),
+    start: int = typer.Option(0, help="First input frame to process (0 is the first)."),
+    frames: int | None = typer.Option(None, help="Number of frames to process (default: all)."),
     outputs: list[str] = typer.Option(["alpha"], "--outputs", help="alpha, foreground, rgba, transparent."),
-    alpha_format: str = typer.Option("png16", "--alpha-format", help="png16, png8 or video."),
+    alpha_format: AlphaFormat = typer.Option("png16", "--alpha-format", help="Alpha output."),
     background: str = typer.Option("120,255,155", help="Composite background: colour name, #RRGGBB, R,G,B or image."),
-    video_format: str = typer.Option("prores", "--video-format", help="Transparent video: prores or webm."),
-    precision: str = typer.Option(
-        "fp32",
-        help="fp32 | bf16 (torch: the official demo's CPU autocast) | fp16 | fast (each backend's quickest "
-        "precision within the official demo's accuracy; the choice is printed).",
+    video_format: VideoFormat = typer.Option("prores", "--video-format", help="Transparent video format."),
+    precision: Precision | None = typer.Option(
+        None,
+        help="fp32 (the default) | bf16: torch's official-demo CPU autocast | fp16: fp16 exports | fast: each "
+        "backend's quickest precision within the official demo's accuracy (the choice is printed). With --models "
+        "the folder's.",
+        show_default=False,
     ),
     placement: str | None = typer.Option(
         None, help="Per-module backends: encoder=onnx-cpu,read=torch or a profile.json."
@@ -84,6 +182,9 @@ def run(
         "the encoder is on a GPU/ANE).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say how the input and mask are read (rotation, frame order, mask kind)."
+    ),
 ) -> None:
     """Matte INPUT, writing one alpha frame per input frame under OUTPUT/<input name>/."""
     matte_clip(
@@ -93,16 +194,24 @@ def run(
         mask_box=mask_box,
         mask_provider=mask_provider,
         quiet=quiet,
+        verbose=verbose,
+        subjects=subjects,
+        union=union,
+        mask_frame=mask_frame,
         outputs=[o.strip() for item in outputs for o in item.split(",") if o.strip()],
         alpha_format=alpha_format,
         background=background,
         video_format=video_format,
-        weights=weights,
+        weights=weights if weights is not None or models is not None else "official",
+        models=models,
+        package_size=package_size,
         backend=backend,
         warmup=warmup,
         erode=erode,
         dilate=dilate,
         max_size=max_size,
+        output_size=output_size,
+        upsample=upsample,
         start=start,
         frames=frames,
         precision=precision,
@@ -116,56 +225,107 @@ def matte_clip(
     input: Path,
     output: Path,
     *,
-    mask: Path | None,
+    mask: Path | Sequence[Path] | None,
     mask_box: str | None,
     mask_provider: str | None,
     quiet: bool,
+    verbose: bool = False,
     **options: Any,
 ) -> None:
     """What ``run`` does with its parsed options; ``demo`` calls it too, with plain values.
 
     Plain Python (no typer defaults), so a caller that leaves an option out gets the API's
-    default rather than a typer ``OptionInfo`` object."""
-    from ..app.api import convert_video
-    from ..media.mask_providers import first_frame_mask
+    default rather than a typer ``OptionInfo`` object. The work is ``app.jobs.run_clip`` (which
+    ``batch`` runs for each clip); this only prints. However it ends (bad input, Ctrl-C,
+    SIGTERM, SIGHUP), it ends with one line and either complete outputs or none."""
+    from ..app.jobs import run_clip
 
-    started = time.perf_counter()
+    def announce(plan) -> None:
+        if not quiet:
+            for name, (chosen, why) in plan.items():
+                typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+
     progress_cb, finish = _progress(quiet)
     try:
-        first_mask = first_frame_mask(
-            input, mask=mask, mask_box=mask_box, mask_provider=mask_provider, start=options.get("start", 0)
-        )
-        if not quiet:
-            _say_choices(options.get("backend", "auto"), options.get("precision", "fp32"), options.get("placement"))
-        written = convert_video(input, first_mask, output, progress=progress_cb, **options)
+        with interrupts.signals_as_interrupts(), _console(verbose and not quiet):
+            check_run_options(**options)
+            if not quiet and options.get("backend", "auto") == "auto" and options.get("models") is None:
+                _say_auto(options.get("precision") or "fp32")
+            result = run_clip(
+                input,
+                output,
+                mask=mask,
+                mask_box=mask_box,
+                mask_provider=mask_provider,
+                progress=progress_cb,
+                announce=announce,
+                **options,
+            )
     except MatanyoneError as exc:
         finish()
         _fail(str(exc), exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         finish()
-        _fail("interrupted; no output was written", 130)
-    count = finish()
+        _fail(f"{interrupts.describe(exc)}; no output was written", interrupts.exit_code(exc))
+    except MemoryError:  # an allocation outside the backends (decoding, writing, upsampling)
+        finish()
+        _fail(
+            "ran out of memory; pass a smaller --max-size or free memory (no output was written)",
+            MemoryLimitError.exit_code,
+        )
+    finish()
     if not quiet:
-        elapsed = time.perf_counter() - started
-        fps = count / elapsed if elapsed > 0 else 0.0
-        names = ", ".join(str(p) for p in written)
+        names = ", ".join(str(p) for p in result.outputs)
         typer.echo(
-            f"{count} frames in {elapsed:.1f} s ({fps:.2f} fps) with {options.get('backend', 'auto')}: {names}",
+            f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) with "
+            f"{result.backend} {result.precision}: {names}",
             err=True,
         )
+        if Path(input).is_dir():
+            typer.echo(_folder_order(Path(input), options.get("start", 0), result.frames), err=True)
 
 
-def _say_choices(backend: str, precision: str, placement: Any) -> None:
-    """What ``--backend auto`` and ``--precision fast`` turned into here, and why (one line each)."""
-    from ..app.loading import auto_choice, precision_plan
+def _folder_order(folder: Path, start: int, count: int) -> str:
+    """'frames in natural order: 1.png, 2.png, ..., 10.png', the files the run actually read."""
+    from ..media.video import frame_files
 
-    if backend == "auto":
-        choice = auto_choice(precision=precision)
-        placed = "".join(f", {m}={b}" for m, b in choice.placement.items())
-        typer.echo(f"backend auto: {choice.backend}{placed} at {choice.precision} ({choice.reason})", err=True)
-    if precision == "fast":
-        for name, (chosen, why) in precision_plan(backend, "fast", placement).items():
-            typer.echo(f"precision fast on {name}: {chosen} ({why})", err=True)
+    names = [p.name for p in frame_files(folder)][start : start + count]
+    shown = names if len(names) <= 4 else [*names[:3], "...", names[-1]]
+    return f"frames read in natural order: {', '.join(shown)}"
+
+
+def _first_mask(
+    input: Path, mask: Path | Sequence[Path] | None, mask_box: str | None, mask_provider: str | None, options: Any
+):
+    """The ``--mask`` files (one per subject) or the one mask a box or provider makes, on the
+    mask's frame (``--mask-frame``, else ``--start``)."""
+    from ..engine.errors import InputError
+    from ..media.mask_providers import first_frame_mask
+
+    files = [mask] if isinstance(mask, Path) else list(mask or [])
+    if len(files) > 1:
+        if mask_box is not None or mask_provider is not None:
+            raise InputError(
+                "--mask-box and --mask-provider make one subject's mask: pass one --mask per subject instead"
+            )
+        return files
+    frame = options.get("mask_frame")
+    return first_frame_mask(
+        input,
+        mask=files[0] if files else None,
+        mask_box=mask_box,
+        mask_provider=mask_provider,
+        start=frame if frame is not None else options.get("start", 0),
+    )
+
+
+def _say_auto(precision: str) -> None:
+    """What ``--backend auto`` turned into here, and why (one line; ``fast``'s plan follows it)."""
+    from ..app.loading import auto_choice
+
+    choice = auto_choice(precision=precision)
+    placed = "".join(f", {m}={b}" for m, b in choice.placement.items())
+    typer.echo(f"backend auto: {choice.backend}{placed} at {choice.precision} ({choice.reason})", err=True)
 
 
 def _progress(quiet: bool):
@@ -363,11 +523,18 @@ def doctor() -> None:
 
 
 app.command("bench")(bench)
+register_batch(app, run)
 
 
 def main() -> None:
-    plugins.get_plugin_manager().hook.register_commands(cli=app)
-    app()
+    """The console script. Signals end start-up (plugin imports) as cleanly as a run."""
+    try:
+        with interrupts.signals_as_interrupts():
+            plugins.get_plugin_manager().hook.register_commands(cli=app)
+            app()
+    except KeyboardInterrupt as exc:
+        typer.echo(f"error: {interrupts.describe(exc)}", err=True)
+        sys.exit(interrupts.exit_code(exc))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""The clip driver: frames in, one matte per frame out, through a MattingStateMachine.
+"""The clip driver: frames in, one matte per frame (and per subject) out, through MattingStateMachines.
 
 The image encoder is the one module that depends on nothing but the frame, so the driver runs it
 once for frame 0 (seed, first-frame prediction and warm-up all see the same image) and, with
 ``pipeline=True``, runs the next frame's encoder on a worker thread while the current frame's
-read, decoder and mask encoder run.
+read, decoder and mask encoder run. With several subjects (``matte_subjects``) each has its own
+state machine and that one encoder run per frame serves them all.
 
 The state machine keeps each backend's own arrays; the driver converts the alpha of each frame to
 host numpy, once, after cropping the padding (the smallest transfer that gives the caller its
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -23,7 +25,7 @@ from .arrays import to_host
 from .padding import Pads, frame_to_input, mask_to_input, pad_amounts, padded_size, unpad
 from .protocol import Module
 from .spec import Dims
-from .state import MattingStateMachine, MemoryConfig, Recorder
+from .state import MattingStateMachine, MemoryConfig, Recorder, StepOutput
 
 
 class FrameResult:
@@ -77,34 +79,96 @@ def matte_frames(
     It pays where the encoder has its own compute (an accelerator, or CPU cores the other modules
     leave idle); where every module already uses all cores it only adds contention, so the
     callers decide (see ``api.pipeline_pays``). Results are identical either way.
+
+    One subject: the single-subject case of ``matte_subjects``, call for call.
     """
+    for result in matte_subjects(
+        modules,
+        frames,
+        {_ONLY: mask_255},
+        warmup=warmup,
+        mem_frames=mem_frames,
+        config=config,
+        recorder=recorder,
+        pipeline=pipeline,
+    ):
+        yield result.subjects[_ONLY]
+
+
+_ONLY = "1"
+
+
+@dataclass
+class SubjectsResult:
+    """Every subject's matte of one input frame, in the order the masks were given."""
+
+    index: int
+    subjects: dict[str, FrameResult]
+
+
+def matte_subjects(
+    modules: Mapping[str, Module],
+    frames: Iterable[np.ndarray],
+    masks_255: Mapping[str, np.ndarray],
+    *,
+    warmup: int = 10,
+    mem_frames: int = 5,
+    config: MemoryConfig | None = None,
+    recorder: Recorder | None = None,
+    pipeline: bool = False,
+) -> Iterator[SubjectsResult]:
+    """``matte_frames`` for several subjects at once: one matte per subject per input frame.
+
+    Each subject has its own MattingStateMachine (working memory, sensory memory, object memory),
+    driven exactly as ``matte_frames`` drives its one, so a subject's matte does not depend on
+    which other subjects run beside it. The image encoder depends on the frame alone, so it runs
+    once per frame and every subject's step is handed its outputs.
+    """
+    if not masks_255:
+        raise ValueError("matte_subjects needs at least one subject mask")
     iterator = iter(frames)
     try:
         first = next(iterator)
     except StopIteration:
         return
     height, width = first.shape[:2]
-    if mask_255.shape != (height, width):
-        raise ValueError(f"mask is {mask_255.shape[1]}x{mask_255.shape[0]} but frames are {width}x{height}")
+    for name, mask in masks_255.items():
+        if mask.shape != (height, width):
+            whose = "mask" if len(masks_255) == 1 else f"mask of subject {name}"
+            raise ValueError(f"{whose} is {mask.shape[1]}x{mask.shape[0]} but frames are {width}x{height}")
     dims, pads = clip_dims(height, width, mem_frames)
-    machine = MattingStateMachine(modules, dims, config, recorder)
+    machines = {name: MattingStateMachine(modules, dims, config, recorder) for name in masks_255}
+    encode = next(iter(machines.values())).encode
+
+    def matted(index: int, outputs: Mapping[str, StepOutput]) -> SubjectsResult:
+        return SubjectsResult(
+            index,
+            {name: _result(index, out, pads) for name, out in outputs.items()},
+        )
+
     image = frame_to_input(first, pads)
-    encoded = machine.encode(image)
-    machine.seed(image, mask_to_input(mask_255, pads), encoded=encoded)
-    out = machine.step(image, first_frame_pred=True, encoded=encoded)
-    for _ in range(warmup):
+    encoded = encode(image)
+    firsts: dict[str, StepOutput] = {}
+    for name, machine in machines.items():
+        machine.seed(image, mask_to_input(masks_255[name], pads), encoded=encoded)
         out = machine.step(image, first_frame_pred=True, encoded=encoded)
-    yield _result(0, out, pads)
+        for _ in range(warmup):
+            out = machine.step(image, first_frame_pred=True, encoded=encoded)
+        firsts[name] = out
+    yield matted(0, firsts)
 
     def checked(index: int, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] != (height, width):
             raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
         return frame_to_input(frame, pads)
 
+    def step_all(image: np.ndarray, encoded: Mapping[str, np.ndarray]) -> dict[str, StepOutput]:
+        return {name: machine.step(image, encoded=encoded) for name, machine in machines.items()}
+
     if not pipeline:
         for index, frame in enumerate(iterator, start=1):
-            out = machine.step(checked(index, frame))
-            yield _result(index, out, pads)
+            image = checked(index, frame)
+            yield matted(index, step_all(image, encode(image)))
         return
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matanyone-encoder") as worker:
@@ -114,7 +178,7 @@ def matte_frames(
             if frame is None:
                 return None
             image = checked(index, frame)
-            return image, worker.submit(machine.encode, image)
+            return image, worker.submit(encode, image)
 
         index, pending = 1, submit(1)
         try:
@@ -122,8 +186,7 @@ def matte_frames(
                 image, future = pending
                 encoded = future.result()
                 pending = submit(index + 1)  # the next encoder runs while this frame's modules do
-                out = machine.step(image, encoded=encoded)
-                yield _result(index, out, pads)
+                yield matted(index, step_all(image, encoded))
                 index += 1
         finally:
             if pending is not None:

@@ -41,7 +41,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *,
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = False) -> Path:
     """``path`` holds exactly ``text`` (UTF-8) afterwards, or is unchanged."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), fsync=fsync)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write, fsync=fsync)
 
 
 def atomic_write_json(

@@ -54,7 +54,11 @@ class Backend(Protocol):
     Optional, read with ``getattr``: ``accelerated`` (True when the modules run on a GPU or
     Neural Engine, so the CPU is free to overlap work: the driver then pipelines the image
     encoder), ``fast_precision()`` -> (precision, reason) for ``--precision fast``,
-    ``precisions`` (what it offers), ``devices()``, ``module_flops(dims)``.
+    ``precisions`` (what it offers), ``devices()``, ``module_flops(dims)``, ``artifact_format``
+    (the ``matanyone export`` format it loads from ``options["artifacts"]``: a backend without it
+    cannot run ``--models`` folders), ``fixed_size`` ((H, W): its modules are built for one input
+    size; the app loads them at that size for every clip and fits each clip to it,
+    core/engine/fixed_size.py).
     """
 
     name: str

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from ..engine.errors import InputError
+from ..engine.errors import InputError, MatanyoneWarning
 from ..plugins.hookspecs import hookimpl
 
 #: GrabCut iterations for the box provider; 5 is OpenCV's documented sweet spot, more rarely helps.
@@ -98,7 +98,7 @@ class FileMaskProvider:
 
         mask, warning = fit_mask_to_frame(load_mask(Path(path)), height, width)
         if warning:
-            warnings.warn(warning, stacklevel=2)
+            warnings.warn(warning, MatanyoneWarning, stacklevel=2)
         return np.ascontiguousarray(mask, dtype=np.uint8)
 
 

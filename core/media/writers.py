@@ -1,11 +1,13 @@
 """Output side: alpha/RGBA/foreground PNG sequences and alpha, foreground and transparent videos.
 
 Every writer builds its output under a hidden temporary name beside the destination and renames
-it into place only in close(). A crash, a Ctrl-C or an abort() therefore never leaves a folder of
-half the frames or an mp4 without its index where a user (or a script) would take it for a result;
-an earlier complete output at the same place survives until the new one is complete.
+it into place only in close() (core/media/staging.py). A crash, a Ctrl-C, a SIGTERM or an abort()
+therefore never leaves a folder of half the frames or an mp4 without its index where a user (or a
+script) would take it for a result; an earlier complete output at the same place survives until
+the new one is complete, and what a SIGKILL leaves is cleaned up by the next run into the folder.
 
-Videos keep the input's frame rate and, when the input has audio, carry its first audio stream:
+Videos keep each input frame's timestamp (so a variable frame rate survives) and, when the input
+has audio, carry its first audio stream:
 copied packet for packet where the container accepts the codec, re-encoded (AAC, or Opus for
 WebM) where it does not. Audio is an extra: if it cannot be carried the video is still written
 and the reason is kept in ``warnings``.
@@ -15,11 +17,9 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
-import shutil
-import tempfile
-import weakref
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -27,7 +27,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor, UnidentifiedImageError
 
-from ..engine.errors import InputError, OutputError
+from ..engine.errors import InputError, MatanyoneWarning, OutputError
+from .staging import Staged, check_writable, make_folders, remove_empty, remove_leftovers
+from .subjects import UNION
 from .video import VideoInfo, fps_fraction
 
 #: The official demo's green-screen colour, the default foreground background.
@@ -49,22 +51,8 @@ _RANGE_MPEG, _RANGE_JPEG = 1, 2
 # --- choices and checks -------------------------------------------------------------------------
 
 
-def check_writable(outdir: str | Path) -> Path:
-    """Create ``outdir`` if needed and prove a file can be made there, before any model work."""
-    outdir = Path(outdir).expanduser()
-    if outdir.exists() and not outdir.is_dir():
-        raise OutputError(f"cannot write to {outdir}: it is a file, not a folder; choose another -o folder")
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".matanyone-write-test-", dir=outdir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {outdir}: {exc.strerror or exc}; choose another -o folder") from exc
-    return outdir
-
-
-def _choice(value: str, choices: Sequence[str], what: str) -> str:
+def parse_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """``value`` as one of ``choices`` (case and spaces forgiven), else a one-line error naming them."""
     cleaned = str(value).strip().lower()
     if cleaned not in choices:
         raise OutputError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
@@ -78,7 +66,7 @@ def parse_outputs(spec: str | Iterable[str]) -> list[str]:
     for item in items:
         if not item.strip():
             continue
-        kind = _choice(item, OUTPUT_KINDS, "output")
+        kind = parse_choice(item, OUTPUT_KINDS, "output")
         if kind not in kinds:
             kinds.append(kind)
     if not kinds:
@@ -190,100 +178,45 @@ def _pad_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, widths, mode="edge")
 
 
-# --- staging: temporary siblings that become the output only on success --------------------------
-
-
-def _hidden_sibling(dest: Path, tag: str) -> Path:
-    return dest.with_name(f".{dest.name}.{tag}-{secrets.token_hex(4)}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _replace(tmp: Path, dest: Path) -> None:
-    """Rename ``tmp`` to ``dest``; an existing output is set aside first and restored on failure."""
-    if not dest.exists() and not dest.is_symlink():
-        os.rename(tmp, dest)
-        return
-    if not (tmp.is_dir() or dest.is_dir()):
-        os.replace(tmp, dest)  # atomic for files
-        return
-    old = _hidden_sibling(dest, "old")
-    os.rename(dest, old)
-    try:
-        os.rename(tmp, dest)
-    except OSError:
-        os.rename(old, dest)
-        raise
-    _remove(old)
-
-
-class _Staged:
-    """A hidden sibling of ``dest``; removed on discard, and on garbage collection or interpreter
-    exit if nobody committed or discarded it, so not even a forgotten writer leaves debris."""
-
-    def __init__(self, dest: Path, is_dir: bool):
-        self.dest = dest
-        try:
-            if is_dir:
-                self.tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-            else:
-                fd, name = tempfile.mkstemp(prefix=f".{dest.name}.partial-", suffix=dest.suffix, dir=dest.parent)
-                os.close(fd)
-                self.tmp = Path(name)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write to {dest.parent}: {exc.strerror or exc}; choose another -o folder"
-            ) from exc
-        self._finalizer = weakref.finalize(self, _remove, self.tmp)
-
-    def commit(self) -> Path:
-        try:
-            # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual umask modes
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, (0o777 if self.tmp.is_dir() else 0o666) & ~umask)
-            _replace(self.tmp, self.dest)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot put {self.dest} in place: {exc.strerror or exc}; "
-                "remove what is there or choose another -o folder"
-            ) from exc
-        self._finalizer.detach()
-        return self.dest
-
-    def discard(self) -> None:
-        self._finalizer()
-
-
 # --- sinks: where finished images go --------------------------------------------------------------
+
+
+_SPACE_HINT = "free some space or choose another -o folder"
+
+
+def _why(exc: Exception) -> str:
+    """FFmpeg's reason without the hidden staging path it names (the user never asked for it)."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 class _PngFolder:
     """Numbered PNGs (000000.png, ...) of grey, RGB or RGBA images, 8 or 16 bits."""
 
     def __init__(self, directory: Path):
-        self._stage = _Staged(directory, is_dir=True)
+        self._stage = Staged(directory, is_dir=True)
         self.count = 0
         self.warnings: list[str] = []
 
-    def add(self, image: np.ndarray) -> None:
+    def add(self, image: np.ndarray, time: object = None, duration: object = None) -> None:
+        """Append one image; a PNG sequence has no timing, so ``time``/``duration`` are ignored."""
         path = self._stage.tmp / f"{self.count:06d}.png"
         if image.ndim == 3:
             image = image[:, :, [2, 1, 0, 3][: image.shape[2]]]  # OpenCV writes BGR(A)
+        # Encode in memory, write from Python: cv2.imwrite lets libpng print "libpng error: ..."
+        # straight to stderr when the disk fills up; a Python write raises a plain OSError instead.
         try:
-            ok = cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         except cv2.error as exc:
-            raise OutputError(f"cannot write {path.name} for {self._stage.dest}: {exc}; check free space") from exc
+            raise OutputError(f"cannot encode {path.name} for {self._stage.dest}: {exc}") from exc
         if not ok:
-            raise OutputError(f"cannot write {path.name} for {self._stage.dest}; check free space and permissions")
+            raise OutputError(f"cannot encode {path.name} for {self._stage.dest}")
+        try:
+            with open(path, "wb") as file:
+                file.write(encoded.tobytes())
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {path.name} for {self._stage.dest}: {exc.strerror or exc}; {_SPACE_HINT}"
+            ) from exc
         self.count += 1
 
     def commit(self) -> Path:
@@ -314,6 +247,11 @@ class _VideoFile:
 
     Streams are created at the first frame, so the output takes the size of the frames actually
     written (after any --max_size) rather than the input's.
+
+    Timing: a frame added with its input ``time`` keeps it (shifted so the first written frame
+    starts at 0), in ``time_base`` (the input's, so the stamps stay exact), which keeps a
+    variable-frame-rate clip's timing and its audio sync; a frame added without one is placed
+    at ``count / fps``.
     """
 
     def __init__(
@@ -327,20 +265,26 @@ class _VideoFile:
         full_range: bool = False,
         audio_from: Path | None = None,
         audio_start: float = 0.0,
+        time_base: Fraction | None = None,
     ):
         self._codec, self._pix_fmt, self._options = encoder
         require_encoder(self._codec, self._pix_fmt)
         self._input_format = input_format
         self._range = _RANGE_JPEG if full_range else _RANGE_MPEG
         self._rate = fps_fraction(fps)
+        self._step = 1 / self._rate
+        self._time_base = Fraction(time_base) if time_base else self._step
         self._even = self._pix_fmt.startswith("yuv420") and self._codec == "libx264"
         self._audio_from, self._audio_start = audio_from, audio_start
         self._audio: _AudioTrack | None = None
         self._stream = None
         self._size: tuple[int, int] | None = None
+        self._first_time: Fraction | None = None
+        self._last_pts = -1
+        self._end = Fraction(0)
         self.count = 0
         self.warnings: list[str] = []
-        self._stage = _Staged(path, is_dir=False)
+        self._stage = Staged(path, is_dir=False)
         try:
             self._container = av.open(str(self._stage.tmp), mode="w", format=container_format)
         except av.FFmpegError as exc:
@@ -355,6 +299,7 @@ class _VideoFile:
         stream = self._container.add_stream(self._codec, rate=self._rate, options=dict(self._options))
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
         context = stream.codec_context
+        context.time_base = self._time_base
         context.color_range = self._range
         context.colorspace = context.color_primaries = context.color_trc = _BT709
         self._stream = stream
@@ -363,33 +308,49 @@ class _VideoFile:
                 self._audio_from, self._container, self._audio_start, self.warnings, self.dest.name
             )
 
-    def _frame(self, image: np.ndarray) -> av.VideoFrame:
+    def _output_time(self, time: Fraction | float | None) -> Fraction:
+        """Seconds from the output's start at which this frame is shown."""
+        if time is None:
+            return self.count * self._step
+        time = Fraction(time)
+        if self._first_time is None:
+            self._first_time = time
+        return time - self._first_time
+
+    def _frame(self, image: np.ndarray, time: Fraction | float | None, duration: Fraction | None) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(_pad_even(image) if self._even else image, format=self._input_format)
         frame = frame.reformat(
             format=self._pix_fmt,
             dst_colorspace="ITU709",
             dst_color_range="JPEG" if self._range == _RANGE_JPEG else "MPEG",
         )
-        frame.pts = self.count
-        frame.time_base = 1 / self._rate
+        shown = self._output_time(time)
+        # Strictly increasing stamps, whatever the input's: a muxer refuses anything else.
+        pts = max(round(shown / self._time_base), self._last_pts + 1)
+        lasts = Fraction(duration) if duration else self._step
+        frame.pts = pts
+        frame.time_base = self._time_base
+        frame.duration = max(1, round(lasts / self._time_base))
+        self._last_pts = pts
+        self._end = pts * self._time_base + lasts
         return frame
 
-    def add(self, image: np.ndarray) -> None:
+    def add(self, image: np.ndarray, time: Fraction | float | None = None, duration: Fraction | None = None) -> None:
         size = image.shape[:2]
         if self._size is not None and size != self._size:
             raise ValueError(f"frame size changed from {self._size} to {size} within {self.dest.name}")
         try:
-            frame = self._frame(image)
+            frame = self._frame(image, time, duration)
             if self._stream is None:
                 self._size = size
                 self._open_streams(frame.width, frame.height)
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         except av.FFmpegError as exc:
-            raise OutputError(f"cannot encode {self.dest.name}: {exc}; check free space") from exc
+            raise OutputError(f"cannot encode {self.dest.name}: {_why(exc)}; {_SPACE_HINT}") from exc
         self.count += 1
         if self._audio is not None:
-            self._audio.feed(self.count / self._rate)
+            self._audio.feed(float(self._end))
 
     def commit(self) -> Path:
         if self.count == 0:
@@ -398,10 +359,10 @@ class _VideoFile:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             if self._audio is not None:
-                self._audio.finish(self.count / self._rate)
+                self._audio.finish(float(self._end))
             self._container.close()
         except av.FFmpegError as exc:
-            raise OutputError(f"cannot finish {self.dest.name}: {exc}; check free space") from exc
+            raise OutputError(f"cannot finish {self.dest.name}: {_why(exc)}; {_SPACE_HINT}") from exc
         return self._stage.commit()
 
     def discard(self) -> None:
@@ -564,11 +525,18 @@ class _Writer:
     def _render(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def write(self, rgb_u8: np.ndarray, alpha_f32: np.ndarray) -> None:
+    def write(
+        self,
+        rgb_u8: np.ndarray,
+        alpha_f32: np.ndarray,
+        time: Fraction | float | None = None,
+        duration: Fraction | None = None,
+    ) -> None:
+        """Add one frame; ``time``/``duration`` (seconds, the input frame's) keep a video's timing."""
         if self._state != "open":
             raise ValueError(f"writer for {self.destination} is already {self._state}")
         _check_pair(rgb_u8, alpha_f32)
-        self._sink.add(self._render(rgb_u8, alpha_f32))
+        self._sink.add(self._render(rgb_u8, alpha_f32), time, duration)
 
     def close(self) -> list[Path]:
         """Publish the output; on failure nothing is left behind and the error propagates."""
@@ -644,6 +612,7 @@ class ForegroundWriter(_Writer):
         fps: float | None = None,
         audio_from: Path | None = None,
         audio_start: float = 0.0,
+        time_base: Fraction | None = None,
     ):
         destination = Path(destination)
         self.background = parse_background(background)
@@ -651,7 +620,9 @@ class ForegroundWriter(_Writer):
         if destination.suffix.lower() in (".mp4", ".mov", ".mkv"):
             if fps is None:
                 raise ValueError("a foreground video needs the input fps")
-            sink = _VideoFile(destination, fps, _H264, "rgb24", audio_from=audio_from, audio_start=audio_start)
+            sink = _VideoFile(
+                destination, fps, _H264, "rgb24", audio_from=audio_from, audio_start=audio_start, time_base=time_base
+            )
         else:
             sink = _PngFolder(destination)
         super().__init__(sink, destination)
@@ -668,9 +639,26 @@ class ForegroundWriter(_Writer):
 class AlphaVideoWriter(_Writer):
     """The matte as a grey H.264 video, full range so alpha 0 and 1 decode to exactly 0 and 255."""
 
-    def __init__(self, path: str | Path, fps: float, *, audio_from: Path | None = None, audio_start: float = 0.0):
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        *,
+        audio_from: Path | None = None,
+        audio_start: float = 0.0,
+        time_base: Fraction | None = None,
+    ):
         path = Path(path)
-        sink = _VideoFile(path, fps, _H264, "gray", full_range=True, audio_from=audio_from, audio_start=audio_start)
+        sink = _VideoFile(
+            path,
+            fps,
+            _H264,
+            "gray",
+            full_range=True,
+            audio_from=audio_from,
+            audio_start=audio_start,
+            time_base=time_base,
+        )
         super().__init__(sink, path)
 
     def _render(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -688,12 +676,20 @@ class TransparentVideoWriter(_Writer):
         *,
         audio_from: Path | None = None,
         audio_start: float = 0.0,
+        time_base: Fraction | None = None,
     ):
-        self.format = _choice(format, VIDEO_FORMATS, "transparent video format")
+        self.format = parse_choice(format, VIDEO_FORMATS, "transparent video format")
         path = Path(path)
         encoder, container = (_PRORES, "mov") if self.format == "prores" else (_VP9, "webm")
         sink = _VideoFile(
-            path, fps, encoder, "rgba64le", container_format=container, audio_from=audio_from, audio_start=audio_start
+            path,
+            fps,
+            encoder,
+            "rgba64le",
+            container_format=container,
+            audio_from=audio_from,
+            audio_start=audio_start,
+            time_base=time_base,
         )
         super().__init__(sink, path)
 
@@ -712,9 +708,13 @@ TRANSPARENT_SUFFIX = {"prores": ".mov", "webm": ".webm"}
 class WriterGroup:
     """All writers of one run, driven as one: a failure in any aborts the others."""
 
-    def __init__(self, writers: Sequence[_Writer], made_dirs: Sequence[Path] = ()):
+    def __init__(
+        self, writers: Sequence[_Writer], made_dirs: Sequence[Path] = (), subjects: Sequence[str | None] | None = None
+    ):
         self.writers = tuple(writers)
         self._made_dirs = tuple(made_dirs)
+        #: the subject each writer belongs to (None: the run's one matte)
+        self.subjects = tuple(subjects) if subjects is not None else (None,) * len(self.writers)
 
     def __iter__(self) -> Iterator[_Writer]:
         return iter(self.writers)
@@ -730,9 +730,28 @@ class WriterGroup:
     def warnings(self) -> list[str]:
         return [message for w in self.writers for message in w.warnings]
 
-    def write(self, rgb_u8: np.ndarray, alpha_f32: np.ndarray) -> None:
+    def write(
+        self,
+        rgb_u8: np.ndarray,
+        alpha_f32: np.ndarray,
+        time: Fraction | float | None = None,
+        duration: Fraction | None = None,
+    ) -> None:
         for writer in self.writers:
-            writer.write(rgb_u8, alpha_f32)
+            writer.write(rgb_u8, alpha_f32, time, duration)
+
+    def write_subjects(
+        self,
+        rgb_u8: np.ndarray,
+        alphas: Mapping[str, np.ndarray],
+        time: Fraction | float | None = None,
+        duration: Fraction | None = None,
+    ) -> None:
+        """One frame of a several-subject run: each writer gets its own subject's matte."""
+        for writer, subject in zip(self.writers, self.subjects, strict=True):
+            if subject is None:
+                raise ValueError(f"writer for {writer.destination} belongs to no subject; use write()")
+            writer.write(rgb_u8, alphas[subject], time, duration)
 
     def close(self) -> list[Path]:
         """Publish every output; if one fails the unpublished rest are dropped and it raises."""
@@ -748,11 +767,7 @@ class WriterGroup:
     def abort(self) -> None:
         for writer in self.writers:
             writer.abort()
-        for folder in self._made_dirs:
-            try:
-                folder.rmdir()  # only if empty: outputs already published stay
-            except OSError:
-                pass
+        remove_empty(list(self._made_dirs))  # innermost first, only if empty: outputs already published stay
 
     def __enter__(self) -> WriterGroup:
         return self
@@ -765,16 +780,32 @@ class WriterGroup:
 
 
 def output_path(
-    outdir: Path, name: str, kind: str, alpha_format: str, foreground_format: str, video_format: str
+    outdir: Path,
+    name: str,
+    kind: str,
+    alpha_format: str,
+    foreground_format: str,
+    video_format: str,
+    subject: str | None = None,
 ) -> Path:
-    """Where one output kind goes: a folder in OUTDIR/<name>/ or a file OUTDIR/<name>_<kind>.<ext>."""
+    """Where one output kind goes: a folder in OUTDIR/<name>/ or a file OUTDIR/<name>_<kind>.<ext>.
+
+    A subject of a several-subject run gets a folder of its own inside each frame folder
+    (OUTDIR/<name>/alpha/<subject>/) and its name in each video's (OUTDIR/<name>_<subject>_<kind>.<ext>).
+    """
+    stem = name if subject is None else f"{name}_{subject}"
+
+    def folder(kind_dir: str) -> Path:
+        base = outdir / name / kind_dir
+        return base if subject is None else base / subject
+
     if kind == "alpha":
-        return outdir / f"{name}_alpha.mp4" if alpha_format == "video" else outdir / name / "alpha"
+        return outdir / f"{stem}_alpha.mp4" if alpha_format == "video" else folder("alpha")
     if kind == "rgba":
-        return outdir / name / "rgba"
+        return folder("rgba")
     if kind == "foreground":
-        return outdir / f"{name}_foreground.mp4" if foreground_format == "video" else outdir / name / "foreground"
-    return outdir / f"{name}_transparent{TRANSPARENT_SUFFIX[video_format]}"
+        return outdir / f"{stem}_foreground.mp4" if foreground_format == "video" else folder("foreground")
+    return outdir / f"{stem}_transparent{TRANSPARENT_SUFFIX[video_format]}"
 
 
 def make_writers(
@@ -787,37 +818,72 @@ def make_writers(
     foreground_format: str = "video",
     start_frame: int = 0,
     audio: bool = True,
+    start_time: Fraction | float | None = None,
+    subjects: Sequence[str] | None = None,
+    union_outputs: Sequence[str] = (),
 ) -> WriterGroup:
     """Every writer a run asked for, after checking all options and that OUTDIR is writable.
 
-    ``start_frame`` is the first input frame the run processes, so copied audio starts there too.
+    ``start_time`` (seconds from the start of the input's video stream; else ``start_frame / fps``)
+    is when the first processed frame is shown, so copied audio starts there too. OUTDIR and the
+    per-input folders are created here, not before, and removed again by abort() if still empty;
+    leftovers of killed earlier runs in them are cleaned up first (staging.remove_leftovers).
+    ``subjects`` (None: the run's one matte, written as it always was) gives each named subject
+    its own set of outputs; ``union_outputs`` are the kinds also written for the union of them all,
+    under the subject name ``union`` (drive such a group with ``write_subjects``).
     """
     kinds = parse_outputs(outputs)
-    alpha_format = _choice(alpha_format, ALPHA_FORMATS, "alpha format")
-    foreground_format = _choice(foreground_format, FOREGROUND_FORMATS, "foreground format")
-    video_format = _choice(video_format, VIDEO_FORMATS, "transparent video format")
+    alpha_format = parse_choice(alpha_format, ALPHA_FORMATS, "alpha format")
+    foreground_format = parse_choice(foreground_format, FOREGROUND_FORMATS, "foreground format")
+    video_format = parse_choice(video_format, VIDEO_FORMATS, "transparent video format")
+    union_kinds = [k for k in parse_outputs(union_outputs) if k in kinds] if union_outputs else []
     back = parse_background(background) if "foreground" in kinds else None
     outdir = check_writable(outdir)
-    targets = {k: output_path(outdir, info.name, k, alpha_format, foreground_format, video_format) for k in kinds}
-    sound = {
+    plan: list[tuple[str | None, str]] = []
+    if subjects is None:
+        plan = [(None, k) for k in kinds]
+    else:
+        plan = [(s, k) for s in [*subjects, UNION] for k in (kinds if s != UNION else union_kinds)]
+    targets = [
+        (s, k, output_path(outdir, info.name, k, alpha_format, foreground_format, video_format, s)) for s, k in plan
+    ]
+    timing = {
         "audio_from": info.path if audio and info.has_audio and not info.is_folder else None,
-        "audio_start": start_frame / info.fps,
+        "audio_start": float(start_time) if start_time is not None else start_frame / info.fps,
+        "time_base": info.time_base,
     }
     made_dirs: list[Path] = []
     writers: list[_Writer] = []
     try:
-        for kind, target in targets.items():
-            if target.parent != outdir and not target.parent.exists():
-                target.parent.mkdir()
-                made_dirs.append(target.parent)
-            writers.append(_writer_for(kind, target, info.fps, alpha_format, back, video_format, sound))
+        made_dirs += make_folders(outdir)
+        _clean_leftovers([outdir, *{t.parent for _s, _k, t in targets}])
+        for _subject, kind, target in targets:
+            missing = [p for p in target.relative_to(outdir).parents if p != Path(".")]
+            for relative in reversed(missing):  # outermost first
+                folder = outdir / relative
+                if not folder.exists():
+                    folder.mkdir()
+                    made_dirs.append(folder)
+            writers.append(_writer_for(kind, target, info.fps, alpha_format, back, video_format, timing))
     except OSError as exc:
         WriterGroup(writers, made_dirs).abort()
         raise OutputError(f"cannot write to {outdir}: {exc.strerror or exc}; choose another -o folder") from exc
     except BaseException:
         WriterGroup(writers, made_dirs).abort()
         raise
-    return WriterGroup(writers, made_dirs)
+    return WriterGroup(writers, made_dirs, None if subjects is None else [s for s, _k, _t in targets])
+
+
+def _clean_leftovers(folders: Iterable[Path]) -> None:
+    """Remove what killed earlier runs left in the folders this run writes to, and say so."""
+    for folder in sorted(set(folders)):
+        done = remove_leftovers(folder)
+        if done:
+            warnings.warn(
+                f"cleaned up after an interrupted earlier run in {folder}: {'; '.join(done)}",
+                MatanyoneWarning,
+                stacklevel=3,
+            )
 
 
 def _writer_for(
@@ -827,14 +893,14 @@ def _writer_for(
     alpha_format: str,
     background: object,
     video_format: str,
-    sound: dict,
+    timing: dict,
 ) -> _Writer:
     if kind == "alpha":
         if alpha_format == "video":
-            return AlphaVideoWriter(target, fps, **sound)
+            return AlphaVideoWriter(target, fps, **timing)
         return AlphaPngWriter(target, bits=16 if alpha_format == "png16" else 8)
     if kind == "rgba":
         return RgbaPngWriter(target)
     if kind == "foreground":
-        return ForegroundWriter(target, background, fps=fps, **sound)
-    return TransparentVideoWriter(target, fps, video_format, **sound)
+        return ForegroundWriter(target, background, fps=fps, **timing)
+    return TransparentVideoWriter(target, fps, video_format, **timing)

@@ -42,7 +42,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     except Exception:  # pragma: no cover - broken metadata must not kill the CLI
         entry_points = []
-    candidates = [(ep.name, ep.value, ep) for ep in entry_points]
+    candidates: list[tuple[str, str, metadata.EntryPoint | None]] = [(ep.name, ep.value, ep) for ep in entry_points]
     for name, target in BUILTIN_PLUGINS.items():
         if name not in {c[0] for c in candidates}:
             candidates.append((name, target, None))

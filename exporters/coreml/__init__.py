@@ -21,6 +21,7 @@ from .checks import (
 )
 from .convert import DEFAULT_TARGET, TARGETS, convert_module
 from .exporter import DEFAULT_DIMS, EXPORTER_VERSION, CoreMLExporter, cache_version, package_name, runtime_available
+from .validate import CoreMLValidationError, validate_packages
 
 __all__ = [
     "CheckLimits",
@@ -29,6 +30,7 @@ __all__ = [
     "CoreMLConversionError",
     "CoreMLExportError",
     "CoreMLExporter",
+    "CoreMLValidationError",
     "DEFAULT_DIMS",
     "DEFAULT_TARGET",
     "DynamicShapeError",
@@ -45,4 +47,5 @@ __all__ = [
     "convert_module",
     "package_name",
     "runtime_available",
+    "validate_packages",
 ]

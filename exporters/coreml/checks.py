@@ -423,9 +423,10 @@ def _shape_of(value_type: Any) -> tuple[int | None, ...] | None:
 
 def _elements(value_type: Any) -> int:
     shape = _shape_of(value_type)
-    if shape is None or any(d is None for d in shape):
+    if shape is None:
         return 0
-    return int(math.prod(shape))
+    sizes = [d for d in shape if d is not None]
+    return int(math.prod(sizes)) if len(sizes) == len(shape) else 0
 
 
 def _mil_dtype_name(code: int) -> str:

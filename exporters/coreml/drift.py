@@ -89,7 +89,7 @@ def simulated_half(dtype: Any = None) -> Iterator[None]:
         return value
 
     class _HalfWorld(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             leaves, _ = tree_flatten((args, kwargs))
             if not any(isinstance(t, torch.Tensor) and t.dtype == half for t in leaves):

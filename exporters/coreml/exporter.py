@@ -10,14 +10,16 @@ state machine can skip the sensory update and object summary on four frames out 
 
 Why it looks like this:
 * Packages are fixed-size (default 432x768, T=5, the earlier iOS port's landscape size); any
-  video is fitted to that size by backends/coreml/geometry.py. Fixed shapes are what lets Core ML
+  video is fitted to that size by core/engine/geometry.py. Fixed shapes are what lets Core ML
   plan GPU / Neural Engine execution.
 * Every package goes through the static checks of checks.py right after conversion, on any OS;
   a package that fails is never recorded in a manifest, so no loader can pick it up.
 * ``validate=True`` additionally records realistic inputs by running the torch modules through
-  the engine's own state machine, and measures each module's fp16 drift on them (drift.py) —
-  the only numeric validation possible without a Mac. On macOS with the Core ML runtime, the
-  packages themselves are also run on those inputs and compared with PyTorch.
+  the engine's own state machine (partly filled and full memory), runs every saved package on them
+  with the reference MIL executor (validate.py, backends/coreml/mil) and compares each output with
+  PyTorch — on any OS; a mismatch raises ``CoreMLValidationError`` naming module, output and
+  error, and no manifest is written. fp16 exports also get their simulated fp16 drift measured
+  (drift.py). On macOS with the Core ML runtime, Apple's runtime runs the packages too.
 * The manifest (core/manifest.py) records the declaration, size, precision, weights digest,
   library versions, FLOPs per module, package sizes and every check/drift number.
 """
@@ -35,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from matanyone_engine.backends.coreml.backend import DEFAULT_PACKAGE_SIZE
 from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_required import require_torch
 from .checks import DEFAULT_LIMITS, CheckLimits, PackageReport, check_package
 from .compat import coremltools_version
 from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, example_inputs
@@ -45,8 +49,8 @@ from .convert import DEFAULT_TARGET, PRECISIONS, TARGETS, convert_module, exampl
 #: Bumped whenever the bytes this exporter writes change for the same request (part of the cache key).
 EXPORTER_VERSION = "1"
 EXPORTER_NAME = "matanyone_engine.exporters.coreml"
-#: The earlier iOS port's landscape size; both sides are multiples of 16.
-DEFAULT_DIMS = Dims(432, 768, 5)
+#: The backends' package size (the earlier iOS port's landscape size), T=5.
+DEFAULT_DIMS = Dims(*DEFAULT_PACKAGE_SIZE, 5)
 PACKAGE_SUFFIX = ".mlpackage"
 
 if TYPE_CHECKING:
@@ -98,6 +102,7 @@ class CoreMLExporter:
         started = time.monotonic()
         dims = dims or DEFAULT_DIMS
         _check_request(precision, target)
+        require_torch()
         if out_dir is None and modules is None:
             from matanyone_engine.core.artifacts.manifest import read_manifest
 
@@ -130,7 +135,7 @@ class CoreMLExporter:
         if validate:
             say("recording realistic inputs through the state machine")
             try:
-                input_sets = recorded_inputs(torch_modules, dims, frames=frames, mask=mask, keep="last")
+                input_sets = recorded_inputs(torch_modules, dims, frames=frames, mask=mask, keep="first_last")
             except ValueError as exc:
                 raise ExportError(f"cannot record validation inputs: {exc}") from None
             inputs_how = "state machine on " + ("the given clip" if frames is not None else "a synthetic clip")
@@ -166,9 +171,19 @@ class CoreMLExporter:
             "static_checks": {name: r.to_dict() for name, r in reports.items()},
             "inputs": inputs_how,
         }
+        if validate:
+            from .validate import validate_packages
+
+            say(f"running every package with the reference MIL executor against PyTorch ({precision})")
+            validation["mil_executor_vs_torch"] = validate_packages(
+                directory, {name: package_name(name) for name in names}, precision, input_sets, references=references
+            )
         if validate and precision == "fp16":
             say("measuring fp16 drift (torch, simulated Core ML FLOAT16)")
-            validation["fp16_drift"] = measure_drift(torch_modules, input_sets, references=references)
+            settled = {name: sets[-1:] for name, sets in input_sets.items()}  # the settled state only
+            validation["fp16_drift"] = measure_drift(
+                torch_modules, settled, references={name: refs[-1:] for name, refs in references.items()}
+            )
         if validate:
             runtime = _runtime_validation(directory, dims, precision, input_sets, references, validation, say)
             if runtime is not None:
@@ -245,6 +260,7 @@ def _check_request(precision: str, target: str) -> None:
 
 def _network_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
     """The real network's five torch modules and its weights digest."""
+    require_torch()
     try:
         from matanyone_engine.backends.torch.modules import build_torch_modules
         from matanyone_engine.backends.torch.network import load_network

@@ -3,6 +3,6 @@
 Importing this package is cheap (no torch, onnx or onnxruntime); they load when exporting.
 """
 
-from .exporter import DEFAULT_OPSET, EXPORTER_NAME, EXPORTER_VERSION, OnnxExporter, as_dims, padded_size
+from .exporter import DEFAULT_OPSET, EXPORTER_NAME, EXPORTER_VERSION, OnnxExporter, as_dims
 
-__all__ = ["DEFAULT_OPSET", "EXPORTER_NAME", "EXPORTER_VERSION", "OnnxExporter", "as_dims", "padded_size"]
+__all__ = ["DEFAULT_OPSET", "EXPORTER_NAME", "EXPORTER_VERSION", "OnnxExporter", "as_dims"]

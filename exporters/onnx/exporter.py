@@ -32,8 +32,10 @@ from matanyone_engine.core.artifacts.manifest import Manifest, new_manifest, rea
 from matanyone_engine.core.artifacts.weights import weights_digest
 from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.files import atomic_write
-from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, STRIDE, Dims
+from matanyone_engine.core.engine.padding import padded_size
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_required import require_torch
 from .inputs import InputSet, capture_inputs
 
 EXPORTER_NAME = "matanyone-engine.onnx"
@@ -51,16 +53,6 @@ FLOPS_METHOD = (
 STANDIN_PREFIX = "standin:"
 
 Log = Callable[[str], None]
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """The module size for a frame size: each side rounded up to a multiple of 16."""
-    try:
-        from matanyone_engine.core.engine.padding import padded_size as core_padded_size  # type: ignore[import-not-found]
-
-        return tuple(core_padded_size(height, width))  # type: ignore[return-value]
-    except ImportError:
-        return (-(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE)
 
 
 def as_dims(dims: Dims | tuple[int, ...], mem_frames: int | None = None) -> Dims:
@@ -98,6 +90,9 @@ class OnnxExporter:
         With ``out_dir=None`` the set goes into (or is found in) the artifact cache.
         """
         d = as_dims(dims)
+        _check_precision(precision)
+        _check_torch_exporter(torch_exporter)
+        require_torch()
         if out_dir is None:
             return read_manifest(
                 self.ensure(
@@ -165,6 +160,7 @@ class OnnxExporter:
 
 def resolve_torch_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
     """The five torch modules for a weights reference, and the digest of the weights behind them."""
+    require_torch()
     if weights.startswith(STANDIN_PREFIX):
         from .standin import build_standin_modules
 
@@ -352,7 +348,11 @@ def _torch_export(module: Any, args: tuple[Any, ...], name: str, path: Path, ops
     import torch
 
     spec = ALL_MODULE_SPECS[name]
-    common = {"input_names": list(spec.input_names), "output_names": list(spec.output_names), "opset_version": opset}
+    common: dict[str, Any] = {
+        "input_names": list(spec.input_names),
+        "output_names": list(spec.output_names),
+        "opset_version": opset,
+    }
     errors: list[str] = []
     order = (True, False) if first == "dynamo" else (False, True)
     for dynamo in order:

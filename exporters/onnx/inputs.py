@@ -13,7 +13,9 @@ numpy at import time; torch only inside the functions that run torch modules.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,16 +92,53 @@ class TorchNumpyModule:
         return {n: o.detach().float().cpu().numpy() for n, o in zip(self.spec.output_names, outs, strict=False)}
 
 
-class _Recorder:
-    """Wraps a Module and keeps a copy of the inputs of every call."""
+#: Above this many padded pixels (1080p has 2.1 M) the capture is cut down: a shorter clip (the
+#: full-memory read is validated at the smaller sizes; the graph does not change with the size,
+#: only the number of unrolled read tiles does), one input set per module, and the recorded inputs
+#: kept in files rather than in memory, so that exporting at 4K stays within the memory a 4K run
+#: needs (the decoder's inputs alone are 1.5 GB there).
+LARGE_PIXELS = 1_500_000
+LARGE_CAPTURE_FRAMES = 8
 
-    def __init__(self, inner: Any):
+
+def is_large(dims: Dims) -> bool:
+    return dims.height * dims.width > LARGE_PIXELS
+
+
+class _Recorder:
+    """Wraps a Module and keeps a copy of the inputs of its first and of its latest call (only the
+    latest with ``keep_first=False``); with ``spill``, each copy goes to a file in that folder and
+    is held as a copy-on-write memory map.
+
+    Only those calls are used (``_pick``); keeping every call would hold the decoder's full-size
+    skips of every frame of the clip (gigabytes at 1080p)."""
+
+    def __init__(self, inner: Any, keep_first: bool = True, spill: Path | None = None):
         self.spec = inner.spec
         self._inner = inner
+        self._keep = 2 if keep_first else 1
+        self._spill = spill
+        self._count = 0
         self.calls: list[InputSet] = []
 
+    def _copy(self, inputs: Mapping[str, np.ndarray]) -> InputSet:
+        if self._spill is None:
+            return {k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()}
+        self._count += 1
+        copy: InputSet = {}
+        for k, v in inputs.items():
+            path = self._spill / f"{self.spec.name}-{self._count}-{k}.npy"
+            np.save(path, np.asarray(v, dtype=np.float32))
+            copy[k] = np.load(path, mmap_mode="c")
+            path.unlink()  # the map keeps the data until it is dropped; nothing is left behind
+        return copy
+
     def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        self.calls.append({k: np.array(v, dtype=np.float32, copy=True) for k, v in inputs.items()})
+        copy = self._copy(inputs)
+        if len(self.calls) == self._keep:
+            self.calls[-1] = copy
+        else:
+            self.calls.append(copy)
         return self._inner(**inputs)
 
 
@@ -150,11 +189,16 @@ def _capture_with_state_machine(
     The clip is long enough to fill the FIFO (memory frames every 5 steps), so the first read
     sees a partly valid memory and the last one a full memory.
     """
-    n = frames or (max(dims.mem_frames - 1, 1) * 5 + 3)
+    large = is_large(dims)
+    n = frames or (LARGE_CAPTURE_FRAMES if large else max(dims.mem_frames - 1, 1) * 5 + 3)
     clip, mask = synthetic_clip(dims.height, dims.width, n, seed)
-    recorders = {name: _Recorder(m) for name, m in wrapped.items()}
-    for _ in matte_frames(recorders, clip, mask.astype(np.float32), warmup=1, mem_frames=dims.mem_frames):
-        pass
+    with tempfile.TemporaryDirectory(prefix="matanyone-capture-") as spill:
+        recorders = {
+            name: _Recorder(m, keep_first=not large, spill=Path(spill) if large else None)
+            for name, m in wrapped.items()
+        }
+        for _ in matte_frames(recorders, iter(clip), mask.astype(np.float32), warmup=1, mem_frames=dims.mem_frames):
+            pass
     return {name: _pick(r.calls) for name, r in recorders.items()}
 
 

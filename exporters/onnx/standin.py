@@ -29,6 +29,9 @@ STANDIN_WEIGHTS = "standin:v1"
 
 
 class _Encoder(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
