@@ -336,4 +336,5 @@ def test_auto_fast_runs_openvino_bf16_on_a_bf16_cpu_and_says_why(small_modules, 
     assert "backend auto: openvino-cpu at bf16" in result.stderr, result.stderr
     assert features[0] in result.stderr and "within the official CPU mode" in result.stderr
     assert "precision fast on openvino-cpu: bf16" in result.stderr
+    assert "frames in" in result.stderr and "with openvino-cpu bf16:" in result.stderr  # what actually ran
     assert len(sorted(out.rglob("*.png"))) == 4
