@@ -18,19 +18,14 @@ Why a script and not a test: benchmarks are measurements of a machine, never ass
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "golden_sample1_224x400.npz"
-#: The golden clip was made with these weights and this warm-up; any other would not compare.
-GOLDEN_WEIGHTS = "seeded:v1-pm"
-GOLDEN_WARMUP = 3
+GOLDEN_WEIGHTS, GOLDEN_WARMUP = "seeded:v1-pm", 3  # as core.bench.accuracy (the golden clip's own)
 MARK_START, MARK_END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
 
 
@@ -65,44 +60,18 @@ def table_configs(only: Sequence[str] | None = None) -> list[Any]:
 
 
 def golden_alpha_error(config: Any, golden: Path, threads: int | None = None) -> dict[str, Any]:
-    """Alpha error of ``config`` against the official float32 mattes of the golden clip.
+    """Alpha error of ``config`` against the official float32 mattes of the golden clip
+    (core.bench.accuracy, the same measurement the accuracy record behind ``fast`` comes from)."""
+    from matanyone_engine.core.bench.accuracy import golden_alpha_error as measure
 
-    Fed exactly as the golden was made: the stored frames and mask (already prepared), warm-up 3,
-    seeded:v1-pm weights. The mean says how far the whole clip drifts, the 99.9th percentile
-    catches local failures (a wrong top-k or a flipped attention mask) that a mean would hide.
-    """
-    from matanyone_engine.core.app.loading import load_modules
-    from matanyone_engine.core.engine.driver import clip_dims, matte_frames
-
-    data = np.load(golden)
-    frames, mask, want = data["frames"], data["mask"], data["alpha"]
-    dims, _ = clip_dims(frames.shape[1], frames.shape[2])
-    modules = load_modules(
+    return measure(
         config.backend,
-        GOLDEN_WEIGHTS,
-        dims,
-        precision=config.precision,
+        config.precision,
+        golden,
         placement=dict(config.placement),
         threads=threads,
+        pipeline=config.pipeline,
     )
-    got = np.stack(
-        [
-            r.alpha
-            for r in matte_frames(
-                modules, frames, mask.astype(np.float32), warmup=GOLDEN_WARMUP, pipeline=config.pipeline
-            )
-        ]
-    )
-    del modules
-    gc.collect()
-    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    return {
-        "mean_abs": float(err.mean()),
-        "p999_abs": float(np.percentile(err, 99.9)),
-        "max_abs": float(err.max()),
-        "frames": int(frames.shape[0]),
-        "size": [int(frames.shape[1]), int(frames.shape[2])],
-    }
 
 
 #: Configurations timed in a short side run beside torch fp32 instead of in the main run: on a CPU

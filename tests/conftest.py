@@ -102,13 +102,19 @@ def torch_net():
 
 @pytest.fixture(scope="session")
 def torch_modules(torch_net):
-    """numpy-protocol modules of the torch backend over the shared network."""
+    """The torch backend's fp32 CPU modules as its ``load`` prepares them (batch norms folded, the
+    CPU's memory layout), over a copy of the shared network: what the parity tests hold to the
+    official outputs is what users run."""
+    import copy
+
     import torch
 
+    from matanyone_engine.backends.torch.inference import prepare_network
     from matanyone_engine.backends.torch.modules import build_torch_modules
-    from matanyone_engine.backends.torch.plugin import TorchModule
+    from matanyone_engine.backends.torch.plugin import CHANNELS_LAST, TorchModule
 
-    return {n: TorchModule(s, torch.device("cpu"), "fp32") for n, s in build_torch_modules(torch_net).items()}
+    net = prepare_network(copy.deepcopy(torch_net), "fp32", channels_last=CHANNELS_LAST["cpu"])
+    return {n: TorchModule(s, torch.device("cpu"), "fp32") for n, s in build_torch_modules(net).items()}
 
 
 @pytest.fixture(scope="session")

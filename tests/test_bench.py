@@ -331,8 +331,13 @@ class _FastPlugin:
         register(_FastFake("fake-fast"))
 
 
-def test_fast_precision_is_resolved_per_backend_and_reported(tmp_path: Path, fake_backends):
-    """``-p fast`` loads each backend at the precision it names, and the JSON says which."""
+def test_fast_precision_is_resolved_per_backend_and_reported(tmp_path: Path, fake_backends, monkeypatch):
+    """``-p fast`` loads each backend at the precision it names (admitted by a record), and the
+    JSON says which."""
+    from matanyone_engine.core.engine import accuracy
+
+    monkeypatch.setitem(accuracy.RECORDED, accuracy.REFERENCE, {"mean_abs": 0.03, "p999_abs": 0.2})
+    monkeypatch.setitem(accuracy.RECORDED, "fake-fast/fp16", {"mean_abs": 0.02, "p999_abs": 0.1})
     manager = plugins.get_plugin_manager()
     manager.register(_FastPlugin(), name="test-bench-fast")
     _FastFake.loaded = []
@@ -418,3 +423,134 @@ def test_run_table_side_run_rows_are_scaled_through_the_shared_reference():
     assert rows["fast (= fp32)"][5:7] == ["2.00", "120.00"]  # x torch fp32 (paired), x torch bf16
     assert rows["fp32, pipelined"][5:7] == ["1.60", "96.00"]
     assert rows["bf16 †"][5:7] == ["0.02", "1.00"]
+
+
+# --- the search over backend x precision ----------------------------------------------------------
+
+
+def _measured(backend: str, precision: str, frame_ms: float, module_ms: dict[str, float]) -> dict:
+    return {
+        "backend": backend,
+        "precision": precision,
+        "label": f"{backend}/{precision}",
+        "placement": None,
+        "modules": {
+            n: {"median_ms": ms, "calls_per_frame": 0.0 if n == "read_first" else 1.0} for n, ms in module_ms.items()
+        },
+        "frame": {"median_ms": frame_ms},
+    }
+
+
+def test_search_picks_each_backends_fastest_precision_and_the_fastest_configuration():
+    """Synthetic numbers: x is fastest at bf16, y only has fp32; the choice is x/bf16, fast takes
+    bf16 for x, and each module goes to whichever backend serves it cheapest at its own best."""
+    same = dict.fromkeys(MODULE_NAMES, 10.0)
+    report = {
+        "results": [
+            _measured("x", "fp32", 500.0, same),
+            _measured("x", "bf16", 200.0, {**same, "decoder": 5.0, "encoder": 30.0}),
+            _measured("y", "fp32", 300.0, {**same, "encoder": 4.0}),
+            {"backend": "z", "precision": "fp32", "label": "z/fp32", "error": "failed to load"},
+        ],
+        "settings": {},
+        "env": {},
+    }
+    profile = B.search_placement(report)
+    assert profile["precisions"] == {"x": "bf16", "y": "fp32"}
+    assert profile["choice"] == {"backend": "x", "precision": "bf16", "frame_median_ms": 200.0}
+    assert profile["placement"]["encoder"] == "y" and profile["placement"]["decoder"] == "x"
+    assert {c["label"] for c in profile["candidates"]} == {"x/fp32", "x/bf16", "y/fp32"}
+    # a mix whose backends run different precisions cannot be verified as one load: the single wins
+    assert B.verification_configs(profile) is None
+
+
+class _TwoPrecisionFake(_FakeBackend):
+    """Offers fp32 and bf16 (admissible through a test record); bf16 sleeps less than fp32."""
+
+    precisions = ("fp32", "bf16")
+
+    def load(self, request: LoadRequest):
+        import time
+
+        pause = 0.002 if request.precision == "bf16" else 0.03
+        modules = super().load(request)
+
+        class Slow:
+            def __init__(self, inner):
+                self.inner, self.spec = inner, inner.spec
+
+            def __call__(self, **inputs):
+                time.sleep(pause)
+                return self.inner(**inputs)
+
+        return {name: Slow(m) for name, m in modules.items()}
+
+
+def test_search_measures_every_admissible_precision_and_fast_then_takes_the_winner(
+    tmp_path: Path, monkeypatch, fake_backends
+):
+    from matanyone_engine.core.app import loading
+    from matanyone_engine.core.engine import accuracy, precision
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register) -> None:
+            register(_TwoPrecisionFake("fake-two"))
+
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",))
+    monkeypatch.setitem(accuracy.RECORDED, accuracy.REFERENCE, {"mean_abs": 0.03, "p999_abs": 0.2})
+    monkeypatch.setitem(accuracy.RECORDED, "fake-two/bf16", {"mean_abs": 0.02, "p999_abs": 0.1})
+    manager = plugins.get_plugin_manager()
+    manager.register(Plugin(), name="test-bench-two")
+    profile_path = tmp_path / "placement.json"
+    try:
+        result = CliRunner().invoke(
+            _app(),
+            [
+                "bench",
+                "-b",
+                "fake-two",
+                *TINY,
+                "--in-process",
+                "--search",
+                "--profile",
+                str(profile_path),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(profile_path.read_text())
+        assert {c["label"] for c in data["candidates"]} == {"fake-two/fp32", "fake-two/bf16"}
+        assert data["precisions"]["fake-two"] == "bf16"  # 2 ms a call against 30
+        assert data["choice"]["backend"] == "fake-two" and data["choice"]["precision"] == "bf16"
+        choice = loading.auto_choice(profile_path, precision="fast")
+        assert (choice.backend, choice.precision) == ("fake-two", "bf16")
+        assert loading.auto_choice(profile_path, precision="fp32").precision == "fp32"
+    finally:
+        manager.unregister(name="test-bench-two")
+
+
+def test_search_leaves_out_what_is_not_admissible_or_emulated(monkeypatch, fake_backends):
+    from matanyone_engine.core.engine import accuracy, precision
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register) -> None:
+            register(_TwoPrecisionFake("fake-two"))
+
+    manager = plugins.get_plugin_manager()
+    manager.register(Plugin(), name="test-bench-two")
+    try:
+        monkeypatch.setattr(accuracy, "RECORDED", {accuracy.REFERENCE: {"mean_abs": 0.03, "p999_abs": 0.2}})
+        said: list[str] = []
+        configs = B.search_configs(["fake-two"], log=said.append)
+        assert [c.label for c in configs] == ["fake-two/fp32"]
+        assert any("no golden-clip alpha error is recorded" in s for s in said)
+        monkeypatch.setitem(accuracy.RECORDED, "fake-two/bf16", {"mean_abs": 0.01, "p999_abs": 0.1})
+        monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ())
+        said.clear()
+        assert [c.label for c in B.search_configs(["fake-two"], log=said.append)] == ["fake-two/fp32"]
+        assert any("emulated" in s for s in said)
+        monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("amx_bf16",))
+        assert [c.label for c in B.search_configs(["fake-two"])] == ["fake-two/fp32", "fake-two/bf16"]
+    finally:
+        manager.unregister(name="test-bench-two")

@@ -100,7 +100,7 @@ def test_decoder(torch_modules, golden_modules):
     )
     close(out["new_sensory"], g[p + "new_sensory"], "decoder.new_sensory")
     close(out["logits"], g[p + "logits_preclamp"], "decoder.logits")
-    close(np.clip(out["logits"], 0, 1), g[p + "alpha"], "decoder.alpha")
+    close(np.clip(np.asarray(out["logits"]), 0, 1), g[p + "alpha"], "decoder.alpha")
 
 
 def test_state_machine_trace(torch_modules, golden_modules):

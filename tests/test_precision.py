@@ -43,11 +43,12 @@ def test_cpu_flag_reader_matches_proc_cpuinfo(monkeypatch):
 
     if platform.system() != "Linux":
         pytest.skip("reads /proc/cpuinfo, Linux only")
-    P.cpu_has_native_bf16.cache_clear()
+    P.cpu_bf16_features.cache_clear()
     flags = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
+    assert set(P.cpu_bf16_features()) == flags & {"avx512_bf16", "amx_bf16", "bf16"}
     assert P.cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
@@ -60,3 +61,122 @@ def test_accelerated_backends_pipeline_and_cpu_ones_do_not():
     assert plugins.get_backend("onnx-cuda").accelerated is True
     assert plugins.get_backend("coreml-gpu").accelerated is True
     assert plugins.get_backend("torch").accelerated is False
+
+
+# --- fast and auto from the accuracy record, the CPU's features and the measured profile ----------
+
+
+class _CpuFake:
+    """A CPU backend offering fp32 and bf16, with its own rule for fast (like the OpenVINO plugin)."""
+
+    accelerated = False
+    description = "fake CPU backend"
+    precisions = ("fp32", "bf16")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def available(self):
+        return True, ""
+
+    def fast_precision(self):
+        return ("bf16", "fake bf16 support") if P.cpu_has_native_bf16() else ("fp32", "no bf16 here")
+
+    def load(self, request):
+        raise AssertionError("not loaded in these tests")
+
+
+@pytest.fixture
+def openvino_fake(monkeypatch, tmp_path):
+    """A backend registered as openvino-cpu, an empty cache (no placement profile), and a record
+    that admits openvino-cpu bf16 and names torch bf16 the reference."""
+    from matanyone_engine.core import hookimpl
+    from matanyone_engine.core.engine import accuracy
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(_CpuFake("openvino-cpu"))
+
+    monkeypatch.setenv("MATANYONE_CACHE", str(tmp_path))
+    monkeypatch.setattr(
+        accuracy,
+        "RECORDED",
+        {
+            accuracy.REFERENCE: {"mean_abs": 0.03, "p999_abs": 0.2},
+            "openvino-cpu/bf16": {"mean_abs": 0.02, "p999_abs": 0.15},
+        },
+    )
+    manager = plugins.get_plugin_manager()
+    manager.register(Plugin(), name="test-precision-openvino")
+    yield
+    manager.unregister(name="test-precision-openvino")
+
+
+def _cpu_features(monkeypatch, features: tuple[str, ...]) -> None:
+    monkeypatch.setattr(P, "cpu_bf16_features", lambda: features)
+
+
+@pytest.mark.parametrize("features", [("amx_bf16", "avx512_bf16"), ("avx512_bf16",)])
+def test_auto_fast_on_a_bf16_cpu_runs_openvino_bf16_and_says_why(monkeypatch, openvino_fake, features):
+    from matanyone_engine.core.app import loading
+
+    _cpu_features(monkeypatch, features)
+    choice = loading.auto_choice(precision="fast")
+    assert (choice.backend, choice.precision) == ("openvino-cpu", "bf16")
+    assert "no placement profile" in choice.reason and features[0] in choice.reason
+    assert "within the official CPU mode" in choice.reason
+    assert loading.precision_plan("auto", "fast")["openvino-cpu"][0] == "bf16"
+    # fp32 asked: the bf16 rule does not apply
+    assert loading.auto_choice(precision="fp32").precision == "fp32"
+
+
+def test_auto_fast_without_bf16_instructions_or_without_admission_keeps_the_preference(monkeypatch, openvino_fake):
+    from matanyone_engine.core.app import loading
+    from matanyone_engine.core.engine import accuracy
+
+    _cpu_features(monkeypatch, ())
+    assert loading.auto_choice(precision="fast").backend == next(
+        n for n in loading.AUTO_PREFERENCE if loading.runs_here(n)
+    )
+    _cpu_features(monkeypatch, ("avx512_bf16",))
+    monkeypatch.setitem(accuracy.RECORDED, "openvino-cpu/bf16", {"mean_abs": 0.05, "p999_abs": 0.15})
+    assert loading.auto_choice(precision="fast").backend != "openvino-cpu"
+    chosen, why = P.resolve(plugins.get_backend("openvino-cpu"), "fast")
+    assert chosen == "fp32" and "not admissible" in why and "above" in why
+
+
+def test_fast_takes_the_measured_precision_from_the_profile(monkeypatch, openvino_fake, tmp_path):
+    """A search that measured fp32 faster for openvino-cpu overrides its bf16 rule; and `auto`
+    takes the profile's backend."""
+    from matanyone_engine.core.app import loading
+
+    _cpu_features(monkeypatch, ("avx512_bf16",))
+    profile = {
+        "profile_version": 2,
+        "placement": dict.fromkeys(("encoder", "mask_encoder", "read_first", "read", "decoder"), "openvino-cpu"),
+        "precisions": {"openvino-cpu": "fp32"},
+    }
+    loading.write_profile(profile)
+    choice = loading.auto_choice(precision="fast")
+    assert (choice.backend, choice.precision) == ("openvino-cpu", "fp32")
+    chosen, why = loading.precision_plan("auto", "fast")["openvino-cpu"]
+    assert chosen == "fp32" and "measured" in why
+    profile["precisions"] = {"openvino-cpu": "bf16"}
+    loading.write_profile(profile)
+    assert loading.auto_choice(precision="fast").precision == "bf16"
+
+
+def test_an_unrecorded_reduced_precision_is_never_fast(monkeypatch):
+    from matanyone_engine.core.engine import accuracy
+
+    monkeypatch.setattr(accuracy, "RECORDED", {accuracy.REFERENCE: {"mean_abs": 0.03, "p999_abs": 0.2}})
+
+    class Gpu:
+        name = "gpu-fake"
+
+        def fast_precision(self):
+            return "fp16", "fake tensor cores"
+
+    chosen, why = P.resolve(Gpu(), "fast")
+    assert chosen == "fp32" and "no golden-clip alpha error is recorded for gpu-fake/fp16" in why

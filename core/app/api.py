@@ -278,7 +278,7 @@ def _matte(
     from ..engine.driver import clip_dims
 
     if modules is None:
-        fixed = fixed_module_size(backend, placement, folder=folder, package_size=asked_size)
+        fixed = fixed_module_size(backend, placement, folder=folder, package_size=asked_size, precision=precision)
     else:  # the caller's own modules: fixed-size only when the call says so
         fixed = folder.size if folder is not None else (padded_size(*asked_size) if asked_size else None)
     dims = Dims(*fixed, mem_frames) if fixed is not None else clip_dims(height, width, mem_frames)[0]
@@ -290,7 +290,7 @@ def _matte(
         check_fits(
             dims.height,
             dims.width,
-            module_memory_profiles(backend, placement, models=folder),
+            module_memory_profiles(backend, placement, models=folder, precision=precision),
             input_size=(info.height, info.width),
             backend=backend,
             mem_frames=mem_frames,
@@ -301,7 +301,7 @@ def _matte(
             backend, weights, dims, precision=precision, placement=placement, threads=threads, models=folder
         )
         if pipeline is None:
-            pipeline = pipeline_pays(backend, placement)
+            pipeline = pipeline_pays(backend, placement, precision)
 
     from ..media.streaming import prefetch
     from ..media.upsample import upsample_alpha

@@ -41,10 +41,10 @@ class ClipResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def describe_backends(backend: str, placement: str | Mapping[str, str] | None) -> str:
+def describe_backends(backend: str, placement: str | Mapping[str, str] | None, precision: str = "fp32") -> str:
     """``torch``, or ``onnx-cpu (read=torch)`` when a placement (or ``auto``'s profile) splits the
     modules: the backend most modules run on, then the exceptions."""
-    table = module_backends(backend, placement)
+    table = module_backends(backend, placement, precision)
     names = list(table.values())
     main = max(dict.fromkeys(names), key=names.count)
     others = ",".join(f"{m}={b}" for m, b in table.items() if b != main)
@@ -137,7 +137,7 @@ def run_clip(
         frames=count,
         seconds=time.perf_counter() - started,
         outputs=list(written),
-        backend=describe_backends(backend, placement),
+        backend=describe_backends(backend, placement, precision),
         precision=describe_precision(plan),
         plan=plan,
     )

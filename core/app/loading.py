@@ -1,8 +1,13 @@
-"""Which backend serves each module, and loading them: the one place that decides.
+"""Which backend serves each module at which precision, and loading them: the one place that decides.
 
 ``run``, ``convert_video``/``matte``, ``bench`` and ``batch`` all resolve ``--backend auto``,
 ``--placement``, ``--precision fast``, ``--models`` and fixed-size modules through these
 functions, so what the benchmark measures is what a run would run.
+
+The measured answer comes first: ``matanyone bench --search`` writes a placement profile (which
+backend per module, and the fastest admissible precision per backend, measured on this machine).
+Without one, ``auto`` follows a fixed rule (``auto_choice``) and ``fast`` each backend's own rule,
+both checked against the accuracy record (core/engine/accuracy.py).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import plugins
+from ..engine import precision as precision_rules
+from ..engine.accuracy import admissible
 from ..engine.errors import BackendError
 from ..engine.files import atomic_write_json
 from ..engine.padding import padded_size
+from ..engine.precision import FAST
 from ..engine.precision import resolve as resolve_precision
 from ..engine.protocol import LoadRequest, Module
 from ..engine.spec import MODULE_NAMES, VARIANT_OF, Dims
@@ -25,8 +33,13 @@ from .models import ModelFolder
 DEFAULT_BACKEND = "auto"
 #: Without a measured placement profile, `auto` takes the first of these that runs here.
 AUTO_PREFERENCE = ("onnx-cuda", "torch-cuda", "coreml-all", "onnx-cpu", "torch")
+#: Without a profile, ``--backend auto --precision fast`` on a CPU with bfloat16 instructions (and no
+#: accelerator backend) takes this backend at bf16 where it is installed: measured 3x faster than the
+#: float32 CPU backends on an AMX Xeon (issue 17), and within the official CPU mode's error.
+BF16_CPU_CHOICE = ("openvino-cpu", "bf16")
 PROFILE_NAME = "placement.json"
-PROFILE_VERSION = 1
+#: 2: adds ``precisions`` (fastest admissible precision per backend) and ``choice``; 1 is still read.
+PROFILE_VERSION = 2
 
 
 def parse_placement(spec: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -104,23 +117,39 @@ def runs_here(name: str) -> bool:
 
 @dataclass(frozen=True)
 class AutoChoice:
-    """What ``--backend auto`` resolved to, and why (printed with ``--verbose`` and by bench)."""
+    """What ``--backend auto`` resolved to, and why (printed with ``--verbose`` and by bench).
+
+    ``precision`` is the concrete precision ``backend`` runs at for the asked precision (``fast``
+    resolved; anything else passed through)."""
 
     backend: str
     placement: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    precision: str = "fp32"
 
 
-def auto_choice(profile_path: Path | None = None) -> AutoChoice:
-    """The one rule behind ``--backend auto``.
+def measured_precisions(profile_path: Path | None = None) -> dict[str, str]:
+    """{backend: fastest admissible precision} measured by ``bench --search`` here, or {}."""
+    profile = load_profile(profile_path)
+    table = profile.get("precisions") if profile is not None else None
+    return {str(k): str(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
+def _resolved(name: str, precision: str, profile_path: Path | None) -> str:
+    return resolve_precision(resolve_backend(name), precision, measured_precisions(profile_path))[0]
+
+
+def auto_choice(profile_path: Path | None = None, precision: str = "fp32") -> AutoChoice:
+    """The one rule behind ``--backend auto`` (for the asked ``precision``).
 
     With a placement profile (``bench --search``): its modules on backends that run here keep
     their backend; the default backend is the one serving most of them, and the placement lists
     the modules on any other. Modules the profile placed on a backend that cannot run here (a
-    profile copied from another machine) go to the default. Without a usable profile: the first
+    profile copied from another machine) go to the default. Without a usable profile: an
+    accelerator backend of AUTO_PREFERENCE if one runs here; else, for ``fast`` on a CPU with
+    bfloat16 instructions, BF16_CPU_CHOICE where it is installed and admissible; else the first
     backend of AUTO_PREFERENCE that runs here.
     """
-    preferred = next((name for name in AUTO_PREFERENCE if runs_here(name)), None)
     profile_file = Path(profile_path) if profile_path is not None else default_profile_path()
     profile = load_profile(profile_file)
     if profile is not None:
@@ -133,10 +162,35 @@ def auto_choice(profile_path: Path | None = None) -> AutoChoice:
             reason = f"placement profile {profile_file}"
             if dropped:
                 reason += f" (its modules on {', '.join(dropped)}, which cannot run here, use {default})"
-            return AutoChoice(default, {m: b for m, b in runnable.items() if b != default}, reason)
-    if preferred is None:
+            concrete = _resolved(default, precision, profile_file)
+            return AutoChoice(default, {m: b for m, b in runnable.items() if b != default}, reason, concrete)
+    runnable_order = [name for name in AUTO_PREFERENCE if runs_here(name)]
+    accelerated = [n for n in runnable_order if getattr(plugins.backends()[n], "accelerated", False)]
+    if precision == FAST and not accelerated:
+        chosen = _bf16_cpu_rule()
+        if chosen is not None:
+            return chosen
+    if not runnable_order:
         raise BackendError("no backend can run here; install torch==2.13.0 or onnxruntime (see `matanyone backends`)")
-    return AutoChoice(preferred, {}, f"no placement profile; first of {', '.join(AUTO_PREFERENCE)} that runs here")
+    preferred = runnable_order[0]
+    reason = f"no placement profile; first of {', '.join(AUTO_PREFERENCE)} that runs here"
+    return AutoChoice(preferred, {}, reason, _resolved(preferred, precision, profile_file))
+
+
+def _bf16_cpu_rule() -> AutoChoice | None:
+    """BF16_CPU_CHOICE with its reason where the CPU and the installed plugins allow it."""
+    backend, precision = BF16_CPU_CHOICE
+    features = precision_rules.cpu_bf16_features()
+    if not features or not runs_here(backend):
+        return None
+    ok, verdict = admissible(backend, precision)
+    if not ok:
+        return None
+    reason = (
+        f"no placement profile; this CPU has bfloat16 instructions ({', '.join(features)}) and {backend} "
+        f"is installed, so fast runs {backend} {precision} ({verdict})"
+    )
+    return AutoChoice(backend, {}, reason, precision)
 
 
 def resolve_backend(name: str) -> Any:
@@ -199,6 +253,7 @@ def fixed_module_size(
     *,
     folder: ModelFolder | None = None,
     package_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
 ) -> tuple[int, int] | None:
     """(H, W) the modules are built for when they are fixed-size; None when built for each clip.
 
@@ -210,18 +265,20 @@ def fixed_module_size(
         return folder.size
     if package_size is not None:
         return padded_size(*package_size)
-    for name in dict.fromkeys(module_backends(backend, placement).values()):
+    for name in dict.fromkeys(module_backends(backend, placement, precision).values()):
         declared = getattr(resolve_backend(name), "fixed_size", None)
         if declared:
             return padded_size(int(declared[0]), int(declared[1]))
     return None
 
 
-def module_backends(backend: str, placement: str | Mapping[str, str] | None = None) -> dict[str, str]:
-    """{module: backend name} for a backend (``auto`` resolved) and an optional placement."""
+def module_backends(
+    backend: str, placement: str | Mapping[str, str] | None = None, precision: str = "fp32"
+) -> dict[str, str]:
+    """{module: backend name} for a backend (``auto`` resolved for ``precision``) and a placement."""
     table = parse_placement(placement)
     if backend == "auto":
-        choice = auto_choice()
+        choice = auto_choice(precision=precision)
         backend, table = choice.backend, {**choice.placement, **table}
     return {m: table.get(m, backend) for m in MODULE_NAMES}
 
@@ -231,19 +288,23 @@ def precision_plan(
 ) -> dict[str, tuple[str, str]]:
     """{backend name: (concrete precision, why)} for every backend the modules will come from:
     what ``--precision fast`` turns into here, for the CLI and the benchmark to report."""
-    names = dict.fromkeys(module_backends(backend, placement).values())
-    return {name: resolve_precision(resolve_backend(name), precision) for name in names}
+    names = dict.fromkeys(module_backends(backend, placement, precision).values())
+    measured = measured_precisions()
+    return {name: resolve_precision(resolve_backend(name), precision, measured) for name in names}
 
 
 def module_memory_profiles(
-    backend: str, placement: str | Mapping[str, str] | None = None, models: ModelFolder | None = None
+    backend: str,
+    placement: str | Mapping[str, str] | None = None,
+    models: ModelFolder | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """{module: MemoryProfile or None} for the up-front memory estimate (core/app/memory.py); the
     optional variants count with the module they stand in for. With a model folder, a backend that
     cannot run its format is refused first (that says what would run it)."""
     from .memory import profile_of
 
-    wanted = module_backends(backend, placement)
+    wanted = module_backends(backend, placement, precision)
     if models is not None:
         for name in dict.fromkeys(wanted.values()):
             if name in plugins.backends():
@@ -255,14 +316,14 @@ def module_memory_profiles(
     return profiles
 
 
-def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None) -> bool:
+def pipeline_pays(backend: str, placement: str | Mapping[str, str] | None = None, precision: str = "fp32") -> bool:
     """Whether overlapping the next frame's image encoder with the current frame helps.
 
     Only when the encoder runs on an accelerator: then the CPU thread that waits on it is free.
     On a CPU backend every module already uses all cores, and running two at once measured
     slower on the benchmark machine (see the README's performance notes).
     """
-    encoder_backend = module_backends(backend, placement)["encoder"]
+    encoder_backend = module_backends(backend, placement, precision)["encoder"]
     return bool(getattr(resolve_backend(encoder_backend), "accelerated", False))
 
 
@@ -282,7 +343,8 @@ def load_modules(
     With ``models`` every backend must run the folder's format and loads from it; the folder's
     weights and precision are then the request's (``matte`` settles them with ``settle_request``).
     """
-    wanted = module_backends(backend_for(backend, models), placement)
+    wanted = module_backends(backend_for(backend, models), placement, precision)
+    measured = measured_precisions()
     loaded: dict[str, Mapping[str, Module]] = {}
     for name in dict.fromkeys(wanted.values()):
         if models is not None and name in plugins.backends():  # the format first: it says what would run
@@ -293,7 +355,7 @@ def load_modules(
             weights, concrete = models.manifest.weights, models.manifest.precision
             given["artifacts"] = str(models.directory)
         else:
-            concrete, _ = resolve_precision(chosen_backend, precision)
+            concrete, _ = resolve_precision(chosen_backend, precision, measured)
         request = LoadRequest(weights=weights, dims=dims, precision=concrete, threads=threads, options=given)
         loaded[name] = chosen_backend.load(request)
     chosen = {m: loaded[b][m] for m, b in wanted.items()}

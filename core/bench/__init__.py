@@ -54,7 +54,7 @@ from .clip import ClipData, load_clip
 from .command import bench, bench_command
 from .configs import BenchConfig, available_backends, backend_precisions, declared_precisions, make_config, plan_configs
 from .environment import cpu_model, environment
-from .placement import search_placement
+from .placement import search_configs, search_placement, verification_configs
 from .report import render_table, shown_label, write_json, write_plot
 from .runner import TimedModule, run_bench, time_clip_pass
 from .stats import compute_ratios, resolve_flops, summarize
@@ -77,10 +77,12 @@ __all__ = [
     "render_table",
     "resolve_flops",
     "run_bench",
+    "search_configs",
     "search_placement",
     "shown_label",
     "summarize",
     "time_clip_pass",
+    "verification_configs",
     "write_json",
     "write_plot",
 ]

@@ -14,8 +14,8 @@ from ..app.models import ModelFolder, open_model_folder, settle_request
 from ..app.options import parse_size
 from ..engine.errors import BackendError, InputError, MatanyoneError
 from .clip import load_clip
-from .configs import available_backends, make_config, plan_configs
-from .placement import search_placement
+from .configs import available_backends, plan_configs
+from .placement import keep_single, search_configs, search_placement, verification_configs
 from .report import render_table, write_json, write_plot
 from .runner import DEFAULT_WEIGHTS, Log, run_bench
 
@@ -60,7 +60,10 @@ def bench(
         None, help="Also measure this mix (encoder=onnx-cpu,read=torch or a profile.json) next to the plain backends."
     ),
     search: bool = typer.Option(
-        False, "--search", help="Measure every module on every backend; write the fastest placement."
+        False,
+        "--search",
+        help="Measure every backend at every admissible precision (-p restricts them); write the fastest "
+        "precision per backend, configuration and per-module placement for --backend auto / --precision fast.",
     ),
     profile_out: Path | None = typer.Option(
         None, "--profile", help="Where --search writes the placement profile (default: the cache's placement.json)."
@@ -160,9 +163,10 @@ def bench_command(
 ) -> tuple[dict[str, Any], Path | None]:
     """Everything ``bench`` does except printing: returns (report, profile path or None).
 
-    With ``search`` the configurations are every available backend (or the listed ones) at the
-    first precision; the chosen mix, when it uses more than one backend, is then measured against
-    the best single backend and the comparison is stored in the profile under ``verified``.
+    With ``search`` the configurations are every available backend (or the listed ones) at every
+    precision it offers that is admissible and not emulated here (``-p`` restricts them); the
+    chosen mix, when it uses more than one backend, is then measured against the fastest single
+    configuration and kept only if it wins (the comparison is stored under ``verified``).
 
     With ``models`` (a folder from ``matanyone export``) every configuration loads from it: the
     clip is resized to the folder's size and its precision, memory frames and weights are used
@@ -202,10 +206,7 @@ def bench_command(
         chosen = list(dict.fromkeys(b for b in (backends or available_backends()) if b != "auto"))
         if not chosen:
             raise BackendError("no backend is available here; see `matanyone backends`")
-        precision = (list(precisions or []) or ["fp32"])[0]
-        for name in chosen:
-            resolve_backend(name)
-        configs = [make_config(name, precision) for name in chosen]
+        configs = search_configs(chosen, list(precisions or []), log)
     else:
         configs = plan_configs(backends, precisions, placement, pipeline, subjects)
     _check_memory(configs, height, width)
@@ -219,18 +220,22 @@ def bench_command(
     profile_path: Path | None = None
     if search:
         profile = search_placement(report)
-        mixed = set(profile["placement"].values())
-        if len(mixed) > 1 and profile["best_single_backend"]:
+        pair = verification_configs(profile)
+        if pair is None and len(set(profile["placement"].values())) > 1:
+            keep_single(profile, "the per-module winners run at different precisions; one load runs one")
+        elif pair is not None:
+            single, placed = pair
             if log:
-                log(f"verifying the mixed placement {profile['placement']} against {profile['best_single_backend']}")
-            single = make_config(profile["best_single_backend"], profile["precision"])
-            placed = make_config(profile["best_single_backend"], profile["precision"], profile["placement"])
+                log(f"verifying the mixed placement {profile['placement']} against {single.label}")
             check = run_bench([single, placed], data, **common)
+            ratio = check["ratios"].get("frame", {}).get(placed.label)
             profile["verified"] = {
                 "frame_median_ms": {r["label"]: r.get("frame", {}).get("median_ms") for r in check["results"]},
-                "ratio_placed_over_single": check["ratios"].get("frame", {}).get(placed.label),
+                "ratio_placed_over_single": ratio,
             }
             report["verification"] = check
+            if ratio is None or ratio >= 1.0:
+                keep_single(profile, f"the mix measured {ratio} x the single configuration's frame time")
         report["placement_profile"] = profile
         profile_path = write_profile(profile, profile_out)
     if json_out is not None:

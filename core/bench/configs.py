@@ -119,8 +119,9 @@ def plan_configs(
     configs: list[BenchConfig] = []
     for name in names:
         if name == "auto":
-            choice = auto_choice()
-            configs += [make_config(choice.backend, p, choice.placement) for p in precisions]
+            for p in precisions:
+                choice = auto_choice(precision=p)
+                configs.append(make_config(choice.backend, p, choice.placement))
             continue
         resolve_backend(name)  # unknown or unavailable: a one-line error before anything loads
         configs += [make_config(name, p) for p in _offered(name, precisions)]

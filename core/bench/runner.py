@@ -34,17 +34,22 @@ WORKER_JOIN_S = 30.0
 class TimedModule:
     """A Module that records the wall time of each call into ``sink`` (seconds).
 
-    The proxy keeps ``spec`` so the state machine cannot tell it from the module it wraps.
-    Outputs are numpy by protocol, so a backend that computes asynchronously has finished by
-    the time the call returns: the time is the full cost.
+    The proxy keeps ``spec`` and ``array_home`` so the state machine cannot tell it from the
+    module it wraps (a device module's state stays on its device here too). A numpy module has
+    finished when it returns; a device module may still be computing asynchronously (CUDA), so
+    its time is charged to whichever later call waits for it, and the frame time, which ends
+    when the alpha reaches the host, is the full cost.
     """
 
     def __init__(self, module: Module, sink: list[float]):
         self.module = module
         self.spec = module.spec
         self.sink = sink
+        home = getattr(module, "array_home", None)
+        if home is not None:
+            self.array_home = home
 
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, **inputs: Any) -> Mapping[str, Any]:
         start = time.perf_counter()
         outputs = self.module(**inputs)
         self.sink.append(time.perf_counter() - start)

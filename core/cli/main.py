@@ -249,6 +249,8 @@ def matte_clip(
     try:
         with interrupts.signals_as_interrupts(), _console(verbose and not quiet):
             check_run_options(**options)
+            if not quiet and options.get("backend", "auto") == "auto" and options.get("models") is None:
+                _say_auto(options.get("precision") or "fp32")
             result = run_clip(
                 input,
                 output,
@@ -315,6 +317,15 @@ def _first_mask(
         mask_provider=mask_provider,
         start=frame if frame is not None else options.get("start", 0),
     )
+
+
+def _say_auto(precision: str) -> None:
+    """What ``--backend auto`` turned into here, and why (one line; ``fast``'s plan follows it)."""
+    from ..app.loading import auto_choice
+
+    choice = auto_choice(precision=precision)
+    placed = "".join(f", {m}={b}" for m, b in choice.placement.items())
+    typer.echo(f"backend auto: {choice.backend}{placed} at {choice.precision} ({choice.reason})", err=True)
 
 
 def _progress(quiet: bool):

@@ -5,6 +5,10 @@ once for frame 0 (seed, first-frame prediction and warm-up all see the same imag
 ``pipeline=True``, runs the next frame's encoder on a worker thread while the current frame's
 read, decoder and mask encoder run. With several subjects (``matte_subjects``) each has its own
 state machine and that one encoder run per frame serves them all.
+
+The state machine keeps each backend's own arrays; the driver converts the alpha of each frame to
+host numpy, once, after cropping the padding (the smallest transfer that gives the caller its
+matte). The logits cross only if the caller reads them.
 """
 
 from __future__ import annotations
@@ -12,20 +16,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from .arrays import to_host
 from .padding import Pads, frame_to_input, mask_to_input, pad_amounts, padded_size, unpad
 from .protocol import Module
 from .spec import Dims
 from .state import MattingStateMachine, MemoryConfig, Recorder, StepOutput
 
 
-@dataclass
 class FrameResult:
-    index: int
-    alpha: np.ndarray  # (H, W) float32 in [0, 1], the input's own size
-    logits: np.ndarray  # (H, W) float32 before the clamp
+    """One frame's matte: ``alpha`` (H, W) float32 in [0, 1] at the input's own size, on the host.
+
+    ``logits`` (H, W), before the clamp, stays an array of the decoder's backend until read: most
+    callers never need it, and on a GPU reading it is a second transfer per frame.
+    """
+
+    def __init__(self, index: int, alpha: np.ndarray, logits: Any):
+        self.index = index
+        self.alpha = alpha
+        self._logits = logits
+
+    @cached_property
+    def logits(self) -> np.ndarray:
+        return to_host(self._logits)
+
+    def __repr__(self) -> str:
+        return f"FrameResult(index={self.index}, alpha={self.alpha.shape})"
+
+
+def _result(index: int, out: Any, pads: Pads) -> FrameResult:
+    return FrameResult(index, to_host(unpad(out.alpha, pads)[0, 0, ...]), unpad(out.logits, pads)[0, 0, ...])
 
 
 def clip_dims(height: int, width: int, mem_frames: int = 5) -> tuple[Dims, Pads]:
@@ -119,10 +143,7 @@ def matte_subjects(
     def matted(index: int, outputs: Mapping[str, StepOutput]) -> SubjectsResult:
         return SubjectsResult(
             index,
-            {
-                name: FrameResult(index, unpad(out.alpha, pads)[0, 0], unpad(out.logits, pads)[0, 0])
-                for name, out in outputs.items()
-            },
+            {name: _result(index, out, pads) for name, out in outputs.items()},
         )
 
     image = frame_to_input(first, pads)
@@ -152,7 +173,7 @@ def matte_subjects(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matanyone-encoder") as worker:
 
-        def submit(index: int) -> tuple[np.ndarray, Future] | None:
+        def submit(index: int) -> tuple[np.ndarray, Future[Mapping[str, Any]]] | None:
             frame = next(iterator, None)
             if frame is None:
                 return None

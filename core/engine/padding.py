@@ -8,11 +8,14 @@ parity at sizes that are not multiples of 16.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
 
 from .spec import STRIDE
 
 Pads = tuple[int, int, int, int]  # left, right, top, bottom
+ArrayT = TypeVar("ArrayT", bound=Any)
 
 
 def padded_size(height: int, width: int, stride: int = STRIDE) -> tuple[int, int]:
@@ -34,7 +37,8 @@ def pad(array: np.ndarray, pads: Pads) -> np.ndarray:
     return np.pad(array, widths)
 
 
-def unpad(array: np.ndarray, pads: Pads) -> np.ndarray:
+def unpad(array: ArrayT, pads: Pads) -> ArrayT:
+    """Crop the padding off the last two axes: a slice, so it works on any library's arrays."""
     left, right, top, bottom = pads
     h, w = array.shape[-2:]
     return array[..., top : h - bottom, left : w - right]

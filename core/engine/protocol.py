@@ -1,8 +1,18 @@
-"""What a backend hands the state machine: five callables over named numpy arrays.
+"""What a backend hands the state machine: five callables over named float32 arrays.
 
-The state machine never sees a framework tensor. A backend may keep data on its device between
-calls; the protocol only fixes the boundary (float32 numpy in, float32 numpy out), which is what
-makes per-module placement across backends possible.
+Two kinds of module, told apart by the optional ``array_home`` attribute (core.engine.arrays):
+
+* a **numpy module** (no ``array_home``; ONNX Runtime, Core ML, OpenVINO): numpy in, numpy out,
+  exactly as before;
+* a **device module** (``array_home = ArrayHome(namespace, device)``; the torch backend): its own
+  arrays in and out (torch tensors on its device), so the state it hands back can be fed to it
+  again without ever leaving the device. It must also accept numpy inputs (the frame, the seed
+  mask, or an output of a numpy module) and move them to its device itself.
+
+Outputs are float32 arrays of the module's home, in the shapes of core.engine.spec. The state
+machine computes on them with the Python array API and converts only where two modules with
+different homes meet (``arrays.ModuleBoundary``), so any placement of modules across backends
+still works, paying a transfer only at the seams it has.
 """
 
 from __future__ import annotations
@@ -11,19 +21,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from .errors import BackendError
 from .spec import Dims, ModuleSpec
 
 
 @runtime_checkable
 class Module(Protocol):
-    """A stateless module: ``outputs = module(**inputs)`` with names from its ``spec``."""
+    """A stateless module: ``outputs = module(**inputs)`` with names from its ``spec``.
+
+    Arrays are numpy unless the module declares an ``array_home`` (then they are that home's
+    arrays; see the module docstring)."""
 
     spec: ModuleSpec
 
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]: ...
+    def __call__(self, **inputs: Any) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,12 @@ SMALL = Dims(112, 192, 5)
 WEIGHTS = "seeded:v1-pm"
 
 
-def _cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+def _cli(*args: str, extra_env: Mapping[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
     """Run the installed ``matanyone`` console script (falling back to ``-m`` beside this Python)."""
     script = Path(sys.executable).with_name("matanyone")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "matanyone_engine.core.cli"]
     env = {k: v for k, v in os.environ.items() if k != "MATANYONE_PLUGINS"}
+    env.update(extra_env or {})
     return subprocess.run(command + list(args), capture_output=True, text=True, env=env, timeout=1800, **kwargs)
 
 
@@ -75,9 +76,15 @@ class Recording:
     def __init__(self, module: Any, calls: list):
         self.module, self.spec, self.calls = module, module.spec, calls
 
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, **inputs: Any) -> Mapping[str, Any]:
         outputs = self.module(**inputs)
-        self.calls.append(({k: v.copy() for k, v in inputs.items()}, {k: v.copy() for k, v in outputs.items()}))
+        # the torch backend hands over torch tensors (on the CPU here): keep numpy copies
+        self.calls.append(
+            (
+                {k: np.array(v, dtype=np.float32) for k, v in inputs.items()},
+                {k: np.array(v, dtype=np.float32) for k, v in outputs.items()},
+            )
+        )
         return outputs
 
 
@@ -136,6 +143,15 @@ def test_bf16_where_the_cpu_supports_it(cpu_backend):
             cpu_backend.load(request)  # refused before any export or compile
 
 
+def test_fast_takes_bf16_where_openvino_reports_it(cpu_backend):
+    import openvino as ov
+
+    chosen, why = cpu_backend.fast_precision()
+    assert chosen == ("bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32")
+    assert why
+    assert plugins.backends()["openvino-gpu"].fast_precision()[0] == "fp32"
+
+
 # --------------------------------------------------------------------------------- numerics
 
 
@@ -180,6 +196,34 @@ def test_outputs_are_not_overwritten_by_the_next_call(small_modules):
     decoder(**{n: v * 2 for n, v in feed.items()})
     for key in kept:
         np.testing.assert_array_equal(first[key], kept[key])
+
+
+def test_bf16_golden_clip_error_matches_the_engines_record(cpu_backend):
+    """The record ``--precision fast`` trusts (core/engine/accuracy.py) holds for openvino-cpu bf16."""
+    from matanyone_engine.core.engine import accuracy
+    from matanyone_engine.core.engine.precision import cpu_has_native_bf16
+
+    if not GOLDEN_CLIP.exists():
+        message = f"{GOLDEN_CLIP} is absent (../shared beside the main checkout holds the golden data)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must have it")
+        pytest.skip(message)
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no bfloat16 instructions, so OpenVINO offers no bf16 here")
+    pytest.importorskip("torch", reason="exporting the ONNX artifacts needs torch")
+    recorded = accuracy.RECORDED["openvino-cpu/bf16"]
+    golden = np.load(GOLDEN_CLIP)
+    modules = cpu_backend.load(LoadRequest(WEIGHTS, Dims(224, 400, 5), precision="bf16"))
+    alpha = np.stack(
+        [r.alpha for r in matte_frames(modules, golden["frames"], golden["mask"].astype(np.float32), warmup=3)]
+    )
+    err = np.abs(alpha.astype(np.float64) - golden["alpha"])
+    measured = {"mean_abs": float(err.mean()), "p999_abs": float(np.percentile(err, 99.9))}
+    print("openvino-cpu bf16 golden-clip errors:", measured, "recorded:", recorded)
+    for stat in ("mean_abs", "p999_abs"):
+        assert recorded[stat] / 1.5 <= measured[stat] <= recorded[stat] * 1.5, (stat, measured, recorded)
+    assert accuracy.admissible("openvino-cpu", "bf16")[0]
+    assert accuracy.within_reference(measured, accuracy.RECORDED[accuracy.REFERENCE])
 
 
 def test_golden_clip_parity(cpu_backend):
@@ -245,3 +289,52 @@ def test_cli_run_with_openvino(small_modules, tmp_path: Path):
         [f.alpha for f in matte(folder, tmp_path / "mask.png", weights=WEIGHTS, backend="torch", warmup=2)]
     )
     assert np.abs(alpha - reference).max() <= 2e-3
+
+
+def test_auto_fast_runs_openvino_bf16_on_a_bf16_cpu_and_says_why(small_modules, tmp_path: Path):
+    """The engine's rule without a placement profile: on a CPU with bfloat16 instructions and this
+    plugin installed, `--backend auto --precision fast` runs openvino-cpu bf16 (tests/test_precision.py
+    checks the rule on mocked CPUs; this is the real one)."""
+    import shutil
+
+    from matanyone_engine.core.artifacts.cache import cache_root
+    from matanyone_engine.core.engine.precision import cpu_bf16_features
+    from matanyone_engine.exporters.onnx import OnnxExporter
+
+    features = cpu_bf16_features()
+    if not features:
+        pytest.skip("this CPU has no bfloat16 instructions (tests/test_precision.py mocks them)")
+    # a cache with no placement profile (so the rule decides), holding the artifacts exported above
+    exported = OnnxExporter().ensure(WEIGHTS, SMALL, "fp32")
+    cache = tmp_path / "cache"
+    shutil.copytree(exported, cache / exported.relative_to(cache_root()))
+    frames, mask = synthetic_clip(frames=4)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    result = _cli(
+        "run",
+        str(folder),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "-o",
+        str(out),
+        "--backend",
+        "auto",
+        "--precision",
+        "fast",
+        "--weights",
+        WEIGHTS,
+        "--warmup",
+        "1",
+        extra_env={"MATANYONE_CACHE": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "backend auto: openvino-cpu at bf16" in result.stderr, result.stderr
+    assert features[0] in result.stderr and "within the official CPU mode" in result.stderr
+    assert "precision fast on openvino-cpu: bf16" in result.stderr
+    assert "frames in" in result.stderr and "with openvino-cpu bf16:" in result.stderr  # what actually ran
+    assert len(sorted(out.rglob("*.png"))) == 4

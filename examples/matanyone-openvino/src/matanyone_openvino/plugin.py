@@ -154,6 +154,20 @@ class OpenVinoBackend:
         core = _core()
         return [f"{d}: {core.get_property(d, 'FULL_DEVICE_NAME')}" for d in _matching_devices(self.device)]
 
+    def fast_precision(self) -> tuple[str, str]:
+        """What ``--precision fast`` takes here: bf16 where OpenVINO reports bfloat16 support on the
+        CPU (AMX or AVX512-BF16), else fp32. The engine keeps it only where its accuracy record
+        admits it."""
+        if self.device != "CPU":
+            return "fp32", f"{self.name} offers fp32 only"
+        try:
+            capabilities = list(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        except Exception as exc:  # a broken runtime must not break the choice; fp32 always works
+            return "fp32", f"OpenVINO could not report the CPU's capabilities ({exc})"
+        if "BF16" in capabilities:
+            return "bf16", "OpenVINO reports bfloat16 support on this CPU"
+        return "fp32", "OpenVINO reports no bfloat16 support on this CPU"
+
     def compile_config(self, request: LoadRequest) -> dict[str, Any]:
         """OpenVINO properties for ``request``; refuses precisions this device cannot run."""
         if request.precision not in PRECISIONS:
