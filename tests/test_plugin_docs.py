@@ -1,6 +1,6 @@
 """docs/plugins.md is the plugin contract, so it is tested like code.
 
-* every hook of core/hookspecs.py has a reference heading with its exact arguments, and the docs
+* every hook of core/plugins/hookspecs.py has a reference heading with its exact arguments, and the docs
   name no hook that does not exist;
 * every hook has at least one test that exercises it (HOOK_TESTS below; checked by parsing the
   test files, so a renamed or deleted test fails here);
@@ -134,7 +134,7 @@ def test_every_hook_is_documented_with_its_arguments():
 def test_docs_name_no_hook_that_does_not_exist():
     documented = set(re.findall(r"^### `(\w+)\(", docs_text(), re.MULTILINE))
     stale = documented - set(hookspec_functions())
-    assert not stale, f"{DOCS} documents hooks that core/hookspecs.py does not declare: {sorted(stale)}"
+    assert not stale, f"{DOCS} documents hooks that core/plugins/hookspecs.py does not declare: {sorted(stale)}"
 
 
 def test_docs_cover_registration_and_inspection():
