@@ -235,10 +235,12 @@ class PositionalEncoding(nn.Module):
     """2-D sine encoding. ``inv_freq`` is a checkpoint buffer (random in seeded weights), so it is
     loaded, never recomputed; the table is rebuilt from it for the traced size."""
 
+    inv_freq: torch.Tensor  # a registered buffer
+
     def __init__(self, dim: int, scale: float, temperature: float):
         super().__init__()
         half = int(math.ceil(dim / 4) * 2)
-        self.half = half
+        self.half_dim = half  # not ``half``: nn.Module.half() casts the module
         self.scale = scale
         inv_freq = 1.0 / (temperature ** (torch.arange(0, half, 2).float() / half))
         self.register_buffer("inv_freq", inv_freq)
@@ -251,8 +253,8 @@ class PositionalEncoding(nn.Module):
 
     def table(self, h: int, w: int) -> torch.Tensor:
         """(h, w, 2*half): x encoding in the first half of the channels, y in the second."""
-        emb_x = self._axis(w)[None, :, :].expand(h, w, self.half)
-        emb_y = self._axis(h)[:, None, :].expand(h, w, self.half)
+        emb_x = self._axis(w)[None, :, :].expand(h, w, self.half_dim)
+        emb_y = self._axis(h)[:, None, :].expand(h, w, self.half_dim)
         return torch.cat([emb_x, emb_y], dim=-1)
 
 

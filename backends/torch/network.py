@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -209,11 +210,11 @@ class MaskDecoder(nn.Module):
         self.pred_mat = nn.Conv2d(u[-1], 1, 3, padding=1)
 
     def forward(self, f8, f4, f2, f1, readout, sensory):
-        t = self.decoder_feat_proc.transforms
+        t = cast(nn.ModuleList, self.decoder_feat_proc.transforms)
         p8 = self.up_16_8(readout, t[0](f8))
         p4 = self.up_8_4(p8, t[1](f4))
-        p2 = self._upsample(self.up_4_2, p4, f2, t[2])
-        p1 = self._upsample(self.up_2_1, p2, f1, t[3])
+        p2 = self._upsample(self.up_4_2, p4, f2, cast(nn.Conv2d, t[2]))
+        p1 = self._upsample(self.up_2_1, p2, f1, cast(nn.Conv2d, t[3]))
         logits = self.pred_mat(F.relu(p1))
         new_sensory = self.sensory_update([readout, p8, p4, p2, torch.cat([p1, logits], dim=1)], sensory)
         return new_sensory, logits
@@ -239,6 +240,9 @@ class SensoryAux(nn.Module):
 
 
 class MatAnyoneNet(nn.Module):
+    pixel_mean: torch.Tensor  # registered buffers
+    pixel_std: torch.Tensor
+
     def __init__(self):
         super().__init__()
         self.pixel_encoder = PixelEncoder()
@@ -419,7 +423,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def check_state_dict(net: nn.Module, state: Mapping[str, object], source: str) -> None:
+def check_state_dict(net: nn.Module, state: Mapping[str, Any], source: str) -> None:
     """Strict key and shape check with one message listing every problem."""
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     missing = [k for k in expected if k not in state]

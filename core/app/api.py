@@ -9,6 +9,7 @@ for frame in matte("clip.mp4", "mask.png", weights="seeded:v1-pm"):
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -329,6 +330,7 @@ def _matte(
     try:
         for item in matted:
             frame = item.frame
+            assert isinstance(frame, video.TimedFrame)  # read() yields timed frames
             rgb = frame.rgb if full_output else view(frame)
             alphas = item.alphas
             if full_output:  # the network's alpha brought to the input's resolution, guided by its frame
@@ -395,7 +397,7 @@ def convert_video(
     options.setdefault("scratch_dir", next(p for p in (out, *out.parents) if p.is_dir()))
     matte_iter = matte(input, chosen, **options)
     sinks = None
-    encoder: BackgroundSink | None = None
+    encoder: BackgroundSink[MatteFrame] | None = None
 
     def write(frame: MatteFrame, group: writers.WriterGroup) -> None:
         if not chosen.named:
@@ -419,7 +421,8 @@ def convert_video(
                     subjects=chosen.names if chosen.named else None,
                     union_outputs=list(outputs) if union else (),
                 )
-                encoder = BackgroundSink(lambda f, s=sinks: write(f, s))
+                encoder = BackgroundSink(functools.partial(write, group=sinks))
+            assert encoder is not None  # made with the sinks, on the first frame
             encoder.put(frame)
             if progress is not None:
                 progress(frame.index)

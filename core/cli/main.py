@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -328,18 +328,24 @@ def _say_auto(precision: str) -> None:
     typer.echo(f"backend auto: {choice.backend}{placed} at {choice.precision} ({choice.reason})", err=True)
 
 
-def _progress(quiet: bool):
-    """A rich progress bar on a terminal; nothing otherwise. Returns (update, finish->count)."""
-    state = {"count": 0, "bar": None, "task": None}
+class _ProgressBar:
+    """A rich progress bar on a terminal, nothing otherwise; counts the frames either way."""
 
-    def update(index: int) -> None:
-        state["count"] = index + 1
-        if quiet or not sys.stderr.isatty():
+    def __init__(self, quiet: bool) -> None:
+        self.count = 0
+        self._shown = not quiet and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = 0.0
+
+    def update(self, index: int) -> None:
+        self.count = index + 1
+        if not self._shown:
             return
-        if state["bar"] is None:
+        if self._bar is None:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            bar = Progress(
+            self._bar = Progress(
                 TextColumn("matting"),
                 BarColumn(),
                 TextColumn("{task.completed} frames"),
@@ -348,21 +354,23 @@ def _progress(quiet: bool):
                 TimeRemainingColumn(),
                 transient=True,
             )
-            bar.start()
-            state["bar"], state["task"], state["t0"] = (
-                bar,
-                bar.add_task("matting", total=None, fps=0.0),
-                time.perf_counter(),
-            )
-        elapsed = time.perf_counter() - state["t0"]
-        state["bar"].update(state["task"], completed=index + 1, fps=(index + 1) / max(elapsed, 1e-9))
+            self._bar.start()
+            self._task = self._bar.add_task("matting", total=None, fps=0.0)
+            self._started = time.perf_counter()
+        elapsed = time.perf_counter() - self._started
+        self._bar.update(self._task, completed=index + 1, fps=(index + 1) / max(elapsed, 1e-9))
 
-    def finish() -> int:
-        if state["bar"] is not None:
-            state["bar"].stop()
-        return state["count"]
+    def finish(self) -> int:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        return self.count
 
-    return update, finish
+
+def _progress(quiet: bool) -> tuple[Callable[[int], None], Callable[[], int]]:
+    """(update, finish -> frame count) of a progress bar shown only on a terminal."""
+    bar = _ProgressBar(quiet)
+    return bar.update, bar.finish
 
 
 @app.command()

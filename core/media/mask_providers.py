@@ -112,10 +112,7 @@ def parse_box(box: str | tuple[int, int, int, int] | list[int], height: int, wid
     it), so boxes that are empty, too thin to hold its colour model, or that cover the whole
     frame are refused with the reason, as are boxes reaching outside the frame.
     """
-    if isinstance(box, str):
-        parts = [p.strip() for p in box.split(",")]
-    else:
-        parts = list(box)
+    parts: list[str | int] = [p.strip() for p in box.split(",")] if isinstance(box, str) else list(box)
     if len(parts) != 4:
         raise InputError(f"bad mask box {box!r}: write x,y,w,h in pixels, e.g. --mask-box 120,40,200,300")
     try:
@@ -193,7 +190,7 @@ def binarise_and_dilate(probability: np.ndarray, height: int, width: int) -> np.
     Resizing happens on the soft mask, before the threshold, so the outline is interpolated
     rather than blocky; the dilation then covers hair and fingers Vision tends to cut off.
     """
-    soft = np.asarray(probability, dtype=np.float32)
+    soft: np.ndarray = np.asarray(probability, dtype=np.float32)
     if soft.shape != (height, width):
         soft = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
     binary = (soft >= VISION_THRESHOLD).astype(np.uint8) * 255

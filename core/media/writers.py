@@ -21,10 +21,13 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
 import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 from PIL import Image, ImageColor, UnidentifiedImageError
 
 from ..engine.errors import InputError, MatanyoneWarning, OutputError
@@ -110,7 +113,7 @@ def _rgb_triplet(parts: Sequence[object], original: object) -> tuple[int, int, i
         values = ()
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
         raise InputError(f"background {original!r} is not an R,G,B colour: give three numbers 0-255")
-    return values  # type: ignore[return-value]
+    return (values[0], values[1], values[2])
 
 
 def _background_array(image: np.ndarray) -> np.ndarray:
@@ -277,7 +280,7 @@ class _VideoFile:
         self._even = self._pix_fmt.startswith("yuv420") and self._codec == "libx264"
         self._audio_from, self._audio_start = audio_from, audio_start
         self._audio: _AudioTrack | None = None
-        self._stream = None
+        self._stream: VideoStream | None = None
         self._size: tuple[int, int] | None = None
         self._first_time: Fraction | None = None
         self._last_pts = -1
@@ -295,8 +298,10 @@ class _VideoFile:
     def dest(self) -> Path:
         return self._stage.dest
 
-    def _open_streams(self, width: int, height: int) -> None:
-        stream = self._container.add_stream(self._codec, rate=self._rate, options=dict(self._options))
+    def _open_streams(self, width: int, height: int) -> VideoStream:
+        stream = cast(
+            VideoStream, self._container.add_stream(self._codec, rate=self._rate, options=dict(self._options))
+        )
         stream.width, stream.height, stream.pix_fmt = width, height, self._pix_fmt
         context = stream.codec_context
         context.time_base = self._time_base
@@ -307,6 +312,7 @@ class _VideoFile:
             self._audio = _AudioTrack.attach(
                 self._audio_from, self._container, self._audio_start, self.warnings, self.dest.name
             )
+        return stream
 
     def _output_time(self, time: Fraction | float | None) -> Fraction:
         """Seconds from the output's start at which this frame is shown."""
@@ -341,10 +347,11 @@ class _VideoFile:
             raise ValueError(f"frame size changed from {self._size} to {size} within {self.dest.name}")
         try:
             frame = self._frame(image, time, duration)
-            if self._stream is None:
+            stream = self._stream
+            if stream is None:
                 self._size = size
-                self._open_streams(frame.width, frame.height)
-            for packet in self._stream.encode(frame):
+                stream = self._open_streams(frame.width, frame.height)
+            for packet in stream.encode(frame):
                 self._container.mux(packet)
         except av.FFmpegError as exc:
             raise OutputError(f"cannot encode {self.dest.name}: {_why(exc)}; {_SPACE_HINT}") from exc
@@ -355,6 +362,7 @@ class _VideoFile:
     def commit(self) -> Path:
         if self.count == 0:
             raise OutputError(f"no frames were written to {self.dest}; nothing to save")
+        assert self._stream is not None  # a written frame opened it
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
@@ -394,7 +402,8 @@ class _AudioTrack:
             else:
                 self._target = _audio_encoder(output, self._source)
             self._begin = _video_start(self._input) + start
-            self._shift = round(self._begin / self._source.time_base) if self._begin > 0 else 0
+            base = self._source.time_base
+            self._shift = round(self._begin / base) if self._begin > 0 and base else 0
             self._packets: Iterator[av.Packet] = self._input.demux(self._source)
         except BaseException:
             self._input.close()
@@ -501,12 +510,12 @@ def _video_start(container: av.container.InputContainer) -> float:
     return max(0.0, float(stream.start_time * stream.time_base))
 
 
-def _audio_encoder(output: av.container.OutputContainer, source) -> av.audio.stream.AudioStream:
+def _audio_encoder(output: av.container.OutputContainer, source) -> AudioStream:
     """AAC for mp4/mov, Opus for WebM; mono stays mono, anything wider becomes stereo."""
     webm = "webm" in output.format.name
     codec = "libopus" if webm else "aac"
     rate = 48000 if webm else (source.codec_context.sample_rate or 48000)
-    stream = output.add_stream(codec, rate=rate)
+    stream = cast(AudioStream, output.add_stream(codec, rate=rate))
     stream.layout = "mono" if source.codec_context.channels == 1 else "stereo"
     return stream
 
@@ -620,7 +629,7 @@ class ForegroundWriter(_Writer):
         if destination.suffix.lower() in (".mp4", ".mov", ".mkv"):
             if fps is None:
                 raise ValueError("a foreground video needs the input fps")
-            sink = _VideoFile(
+            sink: _VideoFile | _PngFolder = _VideoFile(
                 destination, fps, _H264, "rgb24", audio_from=audio_from, audio_start=audio_start, time_base=time_base
             )
         else:
