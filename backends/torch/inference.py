@@ -19,7 +19,9 @@ at run time and change no result beyond float rounding.
   glibc's mmap and trim thresholds keeps those blocks in the heap for the next frame (what a
   caching allocator does on a GPU). Measured on the 2-core benchmark CPU with channels_last: the
   fp32 modules of a steady frame 537 -> 429 ms, bf16 318 -> 253 ms. The cost: memory freed by the
-  process is returned to the OS later (at most 1 GiB is kept at the top of the heap).
+  process is returned to the OS later (at most 1 GiB is kept at the top of the heap), so the
+  backend does it only for frames up to 1080p (``KEEP_FREED_MAX_PIXELS`` in plugin.py), where the
+  memory budget of a 4K run is not at stake.
 
 Exports never see any of this: exporters trace ``load_network``'s network, unchanged.
 """

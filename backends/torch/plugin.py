@@ -99,6 +99,10 @@ class TorchModule:
 #: Activations in the channels-last layout per device type (``options["channels_last"]`` overrides);
 #: see backends/torch/inference.py for why and how it was measured.
 CHANNELS_LAST = {"cpu": True, "cuda": True, "mps": False}
+#: Largest padded frame (pixels) for which freed memory is kept in the heap by default: at 1080p a
+#: frame's activations are already hundreds of MB each, the page faults they save are a small part of
+#: seconds per frame, and at 4K what the heap keeps would push a run past its memory budget.
+KEEP_FREED_MAX_PIXELS = 1088 * 1920
 #: precision -> torch dtype name of its autocast (fp32 runs without autocast).
 AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -183,7 +187,8 @@ class TorchBackend:
 
         if request.threads and self.device_type == "cpu":
             torch.set_num_threads(request.threads)
-        if request.options.get("keep_freed_memory", True):
+        small_frames = request.dims.height * request.dims.width <= KEEP_FREED_MAX_PIXELS
+        if request.options.get("keep_freed_memory", small_frames):
             keep_freed_memory()
         device = torch.device(self.device_type)
         net = load_network(request.weights, device=device)
