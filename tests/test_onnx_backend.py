@@ -70,9 +70,34 @@ def test_real_provider_list_is_reported() -> None:
         assert ok or reason
 
 
-def test_default_threads() -> None:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert 1 <= default_threads() <= usable
+@pytest.mark.parametrize(
+    ("logical", "physical", "affinity", "expected"),
+    [
+        (16, 8, 16, 8),  # two hyper-threads per core, the whole machine: one thread per core
+        (8, 8, 8, 8),  # no hyper-threads
+        (16, 8, 4, 2),  # affinity to 4 logical CPUs = 2 cores
+        (16, 8, 1, 1),  # one logical CPU still gets a thread
+        (4, None, 4, 4),  # psutil cannot tell: one per usable CPU
+    ],
+)
+def test_default_threads_is_one_per_usable_physical_core(
+    monkeypatch: pytest.MonkeyPatch, logical: int, physical: int | None, affinity: int, expected: int
+) -> None:
+    from matanyone_engine.backends.onnx import runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: logical)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    counts = {True: logical, False: physical}
+    monkeypatch.setattr(runtime.psutil, "cpu_count", lambda logical=True: counts[logical])
+    assert default_threads() == expected
+
+
+def test_psutil_is_a_runtime_dependency() -> None:
+    """Installed copies must count physical cores too, not only a dev checkout."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(dep.split(">")[0].split("=")[0].strip() == "psutil" for dep in project["dependencies"])
 
 
 def test_cpu_modules_agree_with_torch(standin_artifacts: Path, standin_torch) -> None:

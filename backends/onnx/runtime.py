@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from matanyone_engine.core.artifacts.manifest import Manifest, check_manifest, read_manifest
 from matanyone_engine.core.engine.errors import BackendError, is_out_of_memory, out_of_memory
@@ -67,21 +68,17 @@ def default_threads() -> int:
     """Intra-op threads: one per physical core this process may use.
 
     ORT's own default counts logical CPUs of the whole machine; in containers and under CPU
-    affinity that oversubscribes, and hyper-threads add little to convolution throughput.
+    affinity that oversubscribes, and hyper-threads add little to convolution throughput. psutil
+    (a runtime dependency) is the only portable count of physical cores; ``os.cpu_count`` counts
+    hyper-threads.
     """
     try:
         usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows): the whole machine is usable
         usable = os.cpu_count() or 1
     logical = os.cpu_count() or usable
-    physical: int | None = None
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    except Exception:  # psutil absent or unable to tell
-        physical = None
-    if not physical or physical <= 0:
+    physical = psutil.cpu_count(logical=False)
+    if not physical or physical <= 0:  # psutil cannot tell on this platform: one per usable CPU
         return max(1, usable)
     per_core = max(1, round(logical / physical))  # hyper-threads per core
     return max(1, min(physical, usable // per_core or 1))

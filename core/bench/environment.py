@@ -10,6 +10,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+import psutil
+
 from ..app.samples import checkout_root
 
 
@@ -37,10 +39,10 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
         "cpu_count_logical": os.cpu_count(),
-        "cpu_count_physical": _physical_cores(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads_requested": threads,
-        "memory_total_gb": _memory_total_gb(),
+        "memory_total_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -71,28 +73,6 @@ def cpu_model() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return platform.processor() or platform.machine()
-
-
-def _physical_cores() -> int | None:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False)
-    except ImportError:
-        return None
-
-
-def _memory_total_gb() -> float | None:
-    try:
-        import psutil
-
-        return round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def load_average() -> list[float] | None:
