@@ -3,7 +3,6 @@ agreement with the torch modules, and the golden clip through the state machine.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
