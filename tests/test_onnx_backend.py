@@ -156,6 +156,29 @@ def test_threads_and_optimized_model_cache(standin_artifacts: Path, tmp_path: Pa
     assert cached[0].stat().st_size > 1000
 
 
+def test_a_load_that_fails_while_optimizing_leaves_no_cached_file(
+    standin_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORT writes the optimized model while it builds the session; a load killed half-way must
+    leave nothing the next load would take for a finished optimized model."""
+    import shutil
+
+    from matanyone_engine.backends.onnx import runtime
+
+    art = tmp_path / "art"
+    shutil.copytree(standin_artifacts, art, ignore=shutil.ignore_patterns("optimized"))
+
+    def half_written(path, so, providers):
+        Path(so.optimized_model_filepath).write_bytes(b"half an optimized model")
+        raise RuntimeError("killed while optimizing")
+
+    monkeypatch.setattr(ort, "InferenceSession", half_written)
+    with pytest.raises(RuntimeError, match="killed while optimizing"):
+        runtime._create_session(ort, art / "encoder.onnx", ["CPUExecutionProvider"], 1, True, "CPUExecutionProvider")
+    assert not runtime.optimized_model_path(art / "encoder.onnx", "CPUExecutionProvider").exists()
+    assert list((art / "optimized").iterdir()) == []  # no temporary sibling either
+
+
 def test_mismatched_artifacts_are_refused(standin_artifacts: Path) -> None:
     with pytest.raises(ManifestMismatch, match="T=3"):
         _load("onnx-cpu", standin_artifacts, dims=Dims(64, 96, 5))
