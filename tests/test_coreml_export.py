@@ -208,7 +208,7 @@ def test_a_transposed_conv_weight_fails_validation_with_the_typed_error(exported
     from matanyone_engine.exporters.coreml import CoreMLValidationError, validate_packages
     from matanyone_engine.exporters.coreml.drift import recorded_inputs
 
-    modules = build_torch_modules(torch_net, SMALL)
+    modules = build_torch_modules(torch_net)
     sets = recorded_inputs(modules, SMALL, keep="last")
     files = {"decoder": package_name("decoder")}
     broken = tmp_path / "broken"
@@ -251,7 +251,7 @@ def test_checker_refuses_fp16_weights_when_fp32_was_asked(exported: Path):
 def test_fp32_export_stores_fp32_weights(torch_net, tmp_path: Path):
     from matanyone_engine.backends.torch.modules import build_torch_modules
 
-    decoder = build_torch_modules(torch_net, SMALL)["decoder"]
+    decoder = build_torch_modules(torch_net)["decoder"]
     path = convert_module("decoder", decoder, SMALL, tmp_path / "decoder.mlpackage", precision="fp32")
     report = check_package(path, "decoder", SMALL, "fp32")
     assert report.weight_dtype == "float32"

@@ -20,9 +20,9 @@ from matanyone_engine.core.engine.errors import BackendError  # noqa: E402
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest, Module  # noqa: E402
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import exporter as exporter_mod  # noqa: E402
-from matanyone_engine.exporters.onnx.exporter import resolve_torch_modules  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import TorchNumpyModule, capture_inputs, synthetic_clip  # noqa: E402
 from matanyone_engine.exporters.onnx.validate import tolerances_for  # noqa: E402
+from matanyone_engine.exporters.torch_modules import resolve_torch_modules  # noqa: E402
 
 DIMS = Dims(64, 96, 3)
 STANDIN = "standin:v1"
@@ -31,7 +31,7 @@ ONNX_BACKENDS = ("onnx-cpu", "onnx-cuda", "onnx-coreml", "onnx-openvino")
 
 @pytest.fixture(scope="session")
 def standin_torch():
-    modules, _ = resolve_torch_modules(STANDIN, DIMS)
+    modules, _ = resolve_torch_modules(STANDIN)
     return {n: TorchNumpyModule(ALL_MODULE_SPECS[n], m) for n, m in modules.items()}, modules
 
 
@@ -252,7 +252,7 @@ def test_real_network_modules_agree(tmp_path_factory: pytest.TempPathFactory, mo
     dims = Dims(64, 96, 2)
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "onnx-shared-cache"))
     modules = plugins.get_backend("onnx-cpu").load(LoadRequest(weights="seeded:v1-pm", dims=dims))
-    torch_modules, _ = resolve_torch_modules("seeded:v1-pm", dims)
+    torch_modules, _ = resolve_torch_modules("seeded:v1-pm")
     sets, _ = capture_inputs(torch_modules, dims, seed=11)
     assert set(modules) == set(torch_modules)
     for name in modules:

@@ -22,9 +22,10 @@ from matanyone_engine.core.artifacts.manifest import ValidationError, read_manif
 from matanyone_engine.core.engine.errors import ExportError  # noqa: E402
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import EXPORTER_NAME, EXPORTER_VERSION, OnnxExporter, as_dims  # noqa: E402
-from matanyone_engine.exporters.onnx.exporter import export_module, resolve_torch_modules  # noqa: E402
+from matanyone_engine.exporters.onnx.exporter import export_module  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import capture_inputs, synthetic_inputs  # noqa: E402
 from matanyone_engine.exporters.onnx.validate import validate_onnx_modules  # noqa: E402
+from matanyone_engine.exporters.torch_modules import resolve_torch_modules  # noqa: E402
 
 DIMS = Dims(64, 96, 3)
 STANDIN = "standin:v1"
@@ -32,7 +33,7 @@ STANDIN = "standin:v1"
 
 @pytest.fixture(scope="session")
 def standin_modules():
-    modules, _ = resolve_torch_modules(STANDIN, DIMS)
+    modules, _ = resolve_torch_modules(STANDIN)
     return modules
 
 
@@ -139,7 +140,7 @@ def test_real_network_read_and_decoder_export(tmp_path: Path) -> None:
     import torch
 
     dims = Dims(64, 96, 2)
-    modules, digest = resolve_torch_modules("seeded:v1-pm", dims)
+    modules, digest = resolve_torch_modules("seeded:v1-pm")
     sets, how = capture_inputs(modules, dims)
     assert "state machine" in how
     for name in ("read", "decoder"):

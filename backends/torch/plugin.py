@@ -128,7 +128,7 @@ class TorchBackend:
             torch.set_num_threads(request.threads)
         device = torch.device(self.device_type)
         net = load_network(request.weights, device=device)
-        stages = build_torch_modules(net, request.dims, optional=True)
+        stages = build_torch_modules(net, optional=True)
         return {name: TorchModule(stage, device, request.precision) for name, stage in stages.items()}
 
 
