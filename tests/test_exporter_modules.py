@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS  # noqa: E402
-from matanyone_engine.exporters import torch_modules  # noqa: E402
-from matanyone_engine.exporters.coreml import exporter as coreml_exporter  # noqa: E402
-from matanyone_engine.exporters.onnx import exporter as onnx_exporter  # noqa: E402
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS
+from matanyone_engine.exporters import torch_modules
+from matanyone_engine.exporters.coreml import exporter as coreml_exporter
+from matanyone_engine.exporters.onnx import exporter as onnx_exporter
 
 
 def test_both_exporters_use_the_one_loader_and_digest() -> None:
