@@ -24,8 +24,9 @@ import numpy as np
 from matanyone_engine.core.engine.errors import BackendError
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS
+from matanyone_engine.exporters.coreml.compat import MISSING_COREMLTOOLS
 
-from .backend import MISSING_COREMLTOOLS, PRECISIONS, CoreMLBackend, CoreMLModule, locate_packages
+from .backend import PRECISIONS, CoreMLBackend, CoreMLModule, locate_packages
 from .mil.executor import Activations
 
 SIM_BACKEND = "coreml-sim"
