@@ -165,3 +165,25 @@ def test_real_network_full_export(precision: str, onnx_shared_root: Path) -> Non
     assert m.weights_digest == golden_digest
     assert all(r["passed"] for r in m.validation["modules"].values())
     assert m.flops["encoder"] > 5e8
+
+
+def test_inputs_are_captured_through_the_state_machine_only(standin_modules, monkeypatch) -> None:
+    """No second, hand-written copy of the per-frame flow: a failing state machine fails the
+    capture, and a clip too short to read is refused in one line."""
+    from matanyone_engine.exporters.onnx import inputs
+
+    sets, _ = capture_inputs(standin_modules, DIMS)
+    assert set(sets) == set(ALL_MODULE_SPECS) and all(sets.values())
+    with pytest.raises(ExportError) as info:
+        capture_inputs(standin_modules, DIMS, frames=1)
+    assert str(info.value) == (
+        "the input capture (1 frames) never called read; capture at least 2 frames "
+        "(frame 0 seeds the memory, the next ones read it)"
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("state machine broke")
+
+    monkeypatch.setattr(inputs, "matte_frames", broken)
+    with pytest.raises(RuntimeError, match="state machine broke"):
+        capture_inputs(standin_modules, DIMS)

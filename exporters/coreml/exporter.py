@@ -259,21 +259,18 @@ def _check_request(precision: str, target: str) -> None:
 
 
 def _library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "coremltools": coremltools_version()}
-    try:
-        import torch
+    import torch  # the export has required torch before it gets here
 
-        versions["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - the exporter needs torch anyway
-        pass
-    try:
-        from matanyone_engine.core import __version__
+    from matanyone_engine.core import __version__
 
-        versions["matanyone_engine"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
-    versions["platform"] = f"{platform.system()} {platform.release()} {platform.machine()}"
-    return versions
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "coremltools": coremltools_version(),
+        "torch": torch.__version__,
+        "matanyone_engine": __version__,
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+    }
 
 
 def _write_manifest(
