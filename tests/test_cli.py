@@ -50,16 +50,21 @@ def test_run_video_writes_16bit_alpha_per_frame(clip, tmp_path):
     assert leftovers(tmp_path / "out") == []
 
 
-def test_run_frame_folder_sorted_by_name(clip, tmp_path):
+def test_run_frame_folder_in_natural_order(clip, tmp_path):
+    """frame2 comes before frame10 (natural order; by plain string order it would come after):
+    each frame's colour codes its number, and the RGBA outputs carry the frames' colours."""
     frames = tmp_path / "frames"
     frames.mkdir()
-    rng = np.random.default_rng(1)
-    for name in ("b.png", "a.png", "c.png"):
-        Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(frames / name)
+    for number in (10, 1, 2):
+        image = np.full((48, 80, 3), (number * 20, 7, 200), dtype=np.uint8)
+        Image.fromarray(image).save(frames / f"frame{number}.png")
     (frames / "notes.txt").write_text("ignored")
-    result = run_cli(frames, "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--frames", "2")
+    result = run_cli(frames, "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "rgba")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out" / "frames" / "alpha").iterdir()) == ["000000.png", "000001.png"]
+    written = sorted((tmp_path / "out" / "frames" / "rgba").iterdir())
+    assert [p.name for p in written] == ["000000.png", "000001.png", "000002.png"]
+    reds = [int(np.array(Image.open(p))[0, 0, 0]) for p in written]
+    assert reds == [20, 40, 200]  # frame1, frame2, frame10
 
 
 def test_real_clip_with_max_size(data_dir, tmp_path):
