@@ -14,26 +14,26 @@ import psutil
 
 from ..app.samples import checkout_root
 
+#: The distributions whose versions explain a number (bench reports) or a problem (``doctor``).
+LIBRARIES = ("matanyone-engine", "numpy", "torch", "onnxruntime", "onnx", "coremltools", "opencv-python-headless", "av")
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each of ``LIBRARIES``, None for one that is not installed."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for dist in LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
 
 def environment(threads: int | None = None) -> dict[str, Any]:
     """Where the numbers were measured: CPU, cores, memory, library versions, date, commit, load."""
-    from importlib import metadata
-
-    libraries: dict[str, str] = {}
-    for dist in (
-        "matanyone-engine",
-        "numpy",
-        "torch",
-        "onnxruntime",
-        "onnx",
-        "coremltools",
-        "opencv-python-headless",
-        "av",
-    ):
-        try:
-            libraries[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+    libraries = {dist: version for dist, version in library_versions().items() if version is not None}
     commit, dirty = _git_state()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

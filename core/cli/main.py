@@ -485,23 +485,10 @@ def modules(size: str = typer.Option("432x768", help="HxW to resolve shapes for.
 @app.command()
 def doctor() -> None:
     """Platform, library versions, plugins, providers and cache location."""
-    from importlib import metadata
+    from ..bench.environment import library_versions
 
     lines = [f"python {platform.python_version()} on {platform.platform()} ({platform.machine()})"]
-    for dist in (
-        "matanyone-engine",
-        "numpy",
-        "torch",
-        "onnxruntime",
-        "onnx",
-        "coremltools",
-        "av",
-        "opencv-python-headless",
-    ):
-        try:
-            lines.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            lines.append(f"{dist} not installed")
+    lines += [f"{dist} {version or 'not installed'}" for dist, version in library_versions().items()]
     try:
         import onnxruntime
 
