@@ -10,7 +10,6 @@ the Hub publishes no sha256 for is not downloaded: nothing known-good could chec
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ..engine.errors import WeightsError
 from ..engine.files import atomic_write_text
+from .manifest import path_digest
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -76,17 +76,9 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified(path: Path) -> Path:
     recorded = path.with_name(path.name + ".sha256")
-    if recorded.exists() and recorded.read_text().split()[0] != _sha256(path):
+    if recorded.exists() and recorded.read_text().split()[0] != path_digest(path):
         raise WeightsError(
             f"{path} does not match the checksum recorded when it was downloaded; delete it and run again"
         )
@@ -123,7 +115,7 @@ def official_checkpoint(download: bool = True, model: OfficialModel = MATANYONE)
         raise WeightsError(f"{hint} (download failed: {_one_line(exc)})") from exc
     except Exception as exc:  # the Hub's own errors that are not OSErrors (bad responses): the same advice
         raise WeightsError(f"{hint} (download failed: {_one_line(exc)})") from exc
-    digest = _sha256(fetched)
+    digest = path_digest(fetched)
     if digest != published:
         fetched.unlink(missing_ok=True)
         raise WeightsError(
