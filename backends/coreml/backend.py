@@ -217,12 +217,16 @@ class CoreMLBackend:
         ok, _ = self.available()
         return [COMPUTE_UNITS[self.compute_unit]] if ok else []
 
-    def load(self, request: LoadRequest) -> dict[str, CoreMLModule]:
+    def check_request(self, request: LoadRequest) -> None:
+        """Refuse a request this backend cannot load here, before any package is read (coreml-sim too)."""
         ok, reason = self.available()
         if not ok:
             raise BackendUnavailable(reason)
         if request.precision not in PRECISIONS:
             raise BackendError(f"backend {self.name} offers precision fp32 or fp16, not {request.precision!r}")
+
+    def load(self, request: LoadRequest) -> dict[str, CoreMLModule]:
+        self.check_request(request)
         placement = resolve_placement(self.compute_unit, request.options.get("placement"))
         directory = locate_packages(request)
 
