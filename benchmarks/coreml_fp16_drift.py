@@ -44,7 +44,7 @@ def module_drift(
 
     dims = Dims(112, 192, 5)
     net = load_network(weights)
-    torch_modules = build_torch_modules(net, dims)
+    torch_modules = build_torch_modules(net)
     golden = np.load(golden_dir / "modules_112x192.npz")
     sets = golden_module_inputs(golden, dims)
     if modules:
@@ -63,15 +63,14 @@ def clip_drift(
     from matanyone_engine.backends.torch.modules import build_torch_modules
     from matanyone_engine.backends.torch.network import load_network
     from matanyone_engine.core.engine.driver import matte_frames
-    from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims
+    from matanyone_engine.core.engine.spec import MODULE_NAMES
     from matanyone_engine.exporters.coreml.drift import TorchAsModule
 
     clip = np.load(golden_dir / "golden_sample1_224x400.npz")
     video = clip["frames"][:frames] if frames else clip["frames"]
     mask = clip["mask"]
     golden_alpha = clip["alpha"][: len(video)]
-    dims = Dims(video.shape[1], video.shape[2], 5)
-    torch_modules = build_torch_modules(load_network(weights), dims)
+    torch_modules = build_torch_modules(load_network(weights))
     half = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
 
     def run(half_dtype: Any) -> np.ndarray:

@@ -69,10 +69,11 @@ def export_unvalidated(dims: Any, directory: Path) -> None:
     code = (
         "import sys; from pathlib import Path\n"
         "from matanyone_engine.core.engine.spec import Dims\n"
-        "from matanyone_engine.exporters.onnx.exporter import export_torch_modules, resolve_torch_modules\n"
+        "from matanyone_engine.exporters.onnx.exporter import export_torch_modules\n"
+        "from matanyone_engine.exporters.torch_modules import resolve_torch_modules\n"
         "from matanyone_engine.exporters.onnx.inputs import synthetic_inputs\n"
         f"d = Dims({dims.height}, {dims.width}, {dims.mem_frames})\n"
-        "m, digest = resolve_torch_modules('seeded:v1-pm', d)\n"
+        "m, digest = resolve_torch_modules('seeded:v1-pm')\n"
         "sets = {k: [v] for k, v in synthetic_inputs(d).items()}\n"
         "export_torch_modules(m, d, Path(sys.argv[1]), weights='seeded:v1-pm', weights_digest=digest,"
         " validate=False, input_sets=sets)\n"

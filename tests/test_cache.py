@@ -71,7 +71,6 @@ def fake_build(
 def ensure(root: Path, build, dims: Dims = DIMS, precision: str = "fp32") -> Path:
     return cache.ensure_artifacts(
         "onnx",
-        "seeded:v1-pm",
         dims,
         precision,
         build,
@@ -138,7 +137,6 @@ def test_cache_root_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     calls = []
     path = cache.ensure_artifacts(
         "onnx",
-        "seeded:v1-pm",
         DIMS,
         "fp32",
         lambda t: (calls.append(t), fake_build(t)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -50,16 +51,21 @@ def test_run_video_writes_16bit_alpha_per_frame(clip, tmp_path):
     assert leftovers(tmp_path / "out") == []
 
 
-def test_run_frame_folder_sorted_by_name(clip, tmp_path):
+def test_run_frame_folder_in_natural_order(clip, tmp_path):
+    """frame2 comes before frame10 (natural order; by plain string order it would come after):
+    each frame's colour codes its number, and the RGBA outputs carry the frames' colours."""
     frames = tmp_path / "frames"
     frames.mkdir()
-    rng = np.random.default_rng(1)
-    for name in ("b.png", "a.png", "c.png"):
-        Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(frames / name)
+    for number in (10, 1, 2):
+        image = np.full((48, 80, 3), (number * 20, 7, 200), dtype=np.uint8)
+        Image.fromarray(image).save(frames / f"frame{number}.png")
     (frames / "notes.txt").write_text("ignored")
-    result = run_cli(frames, "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--frames", "2")
+    result = run_cli(frames, "--mask", clip[1], "-o", tmp_path / "out", *FAST, "--outputs", "rgba")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out" / "frames" / "alpha").iterdir()) == ["000000.png", "000001.png"]
+    written = sorted((tmp_path / "out" / "frames" / "rgba").iterdir())
+    assert [p.name for p in written] == ["000000.png", "000001.png", "000002.png"]
+    reds = [int(np.array(Image.open(p))[0, 0, 0]) for p in written]
+    assert reds == [20, 40, 200]  # frame1, frame2, frame10
 
 
 def test_real_clip_with_max_size(data_dir, tmp_path):
@@ -104,16 +110,61 @@ def _bad_cases(tmp_path: Path, clip: tuple[Path, Path]):
     bad_ckpt.write_bytes(b"garbage")
     a_file = tmp_path / "afile"
     a_file.write_text("x")
+    # (arguments, the whole error line as a regular expression: the problem and the fix, exit code)
     return {
-        "missing input": ([tmp_path / "nope.mp4", "--mask", mask], "not found"),
-        "truncated video": ([truncated, "--mask", mask], "decode"),
-        "mask not an image": ([video, "--mask", not_image], "not an image"),
-        "empty mask": ([video, "--mask", empty], "mask"),
-        "all-white mask": ([video, "--mask", white], "mask"),
-        "mask of another shape": ([video, "--mask", wrong_aspect], "mask is"),
-        "corrupt checkpoint": ([video, "--mask", mask, "--weights", bad_ckpt], "cannot read checkpoint"),
-        "unknown backend": ([video, "--mask", mask, "--backend", "nope"], "unknown backend"),
-        "unwritable output": ([video, "--mask", mask, "-o", a_file / "sub"], "cannot"),
+        "missing input": (
+            [tmp_path / "nope.mp4", "--mask", mask],
+            re.escape(f"error: input not found: {tmp_path / 'nope.mp4'}; check the path"),
+            2,
+        ),
+        "truncated video": (
+            [truncated, "--mask", mask],
+            r"error: cannot decode truncated\.mp4 \(it is not a video PyAV can read: .+\): "
+            r"re-encode it with ffmpeg -i truncated\.mp4 truncated-fixed\.mp4",
+            2,
+        ),
+        "mask not an image": (
+            [video, "--mask", not_image],
+            re.escape(f"error: mask {not_image} is not an image (")
+            + r".+"
+            + re.escape("): pass a PNG/JPG with white foreground"),
+            2,
+        ),
+        "empty mask": (
+            [video, "--mask", empty],
+            re.escape("error: mask is empty (no white pixels): paint the target white on a black background"),
+            2,
+        ),
+        "all-white mask": (
+            [video, "--mask", white],
+            re.escape("error: mask covers the whole frame (no black background): paint only the target white"),
+            2,
+        ),
+        "mask of another shape": (
+            [video, "--mask", wrong_aspect],
+            re.escape(
+                "error: mask is 50x50 but frames are 48x80 (height x width): give a mask of the first frame's size"
+            ),
+            2,
+        ),
+        "corrupt checkpoint": (
+            [video, "--mask", mask, "--weights", bad_ckpt],
+            r"error: cannot read checkpoint matanyone\.pth \(.+\); "
+            r"re-download the official matanyone\.pth or model\.safetensors",
+            3,
+        ),
+        "unknown backend": (
+            [video, "--mask", mask, "--backend", "nope"],
+            r"error: unknown backend 'nope'; known backends: (\S+, )*torch(, \S+)* \(see `matanyone backends`\)",
+            4,
+        ),
+        "unwritable output": (
+            [video, "--mask", mask, "-o", a_file / "sub"],
+            re.escape(
+                f"error: cannot write to {a_file / 'sub'}: {a_file} is a file, not a folder; choose another -o folder"
+            ),
+            6,
+        ),
     }
 
 
@@ -132,15 +183,15 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_nonzero_and_leaves_nothing(case, clip, tmp_path):
-    args, expected = _bad_cases(tmp_path, clip)[case]
+    args, expected, code = _bad_cases(tmp_path, clip)[case]
     out = tmp_path / "out"
     if "-o" not in args:
         args = [*args, "-o", out]
     result = run_cli(*args, *FAST)
-    assert result.exit_code not in (0, None), result.output
+    assert result.exit_code == code, result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, result.output
-    assert expected in lines[0], lines[0]
+    assert re.fullmatch(expected, lines[0]), lines[0]
     assert "Traceback" not in result.output
     assert leftovers(tmp_path) == [] and not out.exists()  # not even an empty -o folder
 

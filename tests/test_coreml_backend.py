@@ -79,6 +79,59 @@ def test_old_macos_is_refused(monkeypatch):
     assert coreml_status() == (False, UNAVAILABLE_REASON)
 
 
+def _failing_import(monkeypatch, name: str, error: ImportError) -> None:
+    """``import name`` (and of its sub-modules) raises ``error``, whatever is installed."""
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(module, *args, **kwargs):
+        if module == name or module.startswith(name + "."):
+            raise error
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.setattr("importlib.import_module", lambda module, package=None: fake(module))
+
+
+MISSING = "coremltools is not installed; pip install 'matanyone-engine[coreml]'"
+BROKEN = "coremltools is installed but fails to import ({}); repair it: pip install --force-reinstall coremltools"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ModuleNotFoundError("No module named 'coremltools'", name="coremltools"), MISSING),
+        (
+            ModuleNotFoundError("No module named 'attr'", name="attr"),
+            BROKEN.format("ModuleNotFoundError: No module named 'attr'"),
+        ),
+        (
+            ImportError("libcoremlpython.so: undefined symbol: _ZN3foo\nmore"),
+            BROKEN.format("ImportError: libcoremlpython.so: undefined symbol: _ZN3foo"),
+        ),
+    ],
+)
+def test_coremltools_missing_reads_differently_from_broken(monkeypatch, error, expected):
+    """Only coremltools itself absent is "not installed"; a copy that is there but fails to
+    import says why, in the exporter, the Mac backends and the reference executor alike."""
+    import matanyone_engine.backends.coreml.backend as backend_module
+    from matanyone_engine.backends.coreml.mil.errors import MilProgramError
+    from matanyone_engine.backends.coreml.mil.program import load_program
+    from matanyone_engine.core.engine.errors import ExportError
+    from matanyone_engine.exporters.coreml.compat import import_coremltools
+
+    _failing_import(monkeypatch, "coremltools", error)
+    with pytest.raises(ExportError) as info:
+        import_coremltools()
+    assert str(info.value) == expected
+    monkeypatch.setattr(backend_module, "macos_version", lambda: (14, 5))
+    assert coreml_status() == (False, expected)
+    with pytest.raises(MilProgramError) as program_info:
+        load_program(Path(__file__))  # any existing path: the import is checked first
+    assert str(program_info.value).endswith(f"reading Core ML packages needs coremltools: {expected}")
+
+
 def test_registering_does_not_import_torch_or_coremltools():
     import subprocess
 

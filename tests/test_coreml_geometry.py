@@ -221,7 +221,7 @@ def test_geometry_module_is_numpy_only():
     import subprocess
 
     code = (
-        "import sys; import matanyone_engine.core.engine.fixed_size, matanyone_engine.backends.coreml.geometry; "
+        "import sys; import matanyone_engine.core.engine.fixed_size, matanyone_engine.core.engine.geometry; "
         "print(sorted(m for m in ('torch', 'cv2', 'coremltools') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

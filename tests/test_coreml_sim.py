@@ -104,7 +104,7 @@ def test_fp16_packages_match_torch_with_half_activations(coreml_fp16_small: Path
 
     modules = load(coreml_fp16_small, SMALL, "fp16")
     assert set(modules) == set(read_manifest(coreml_fp16_small).files) >= set(MODULE_NAMES)
-    torch_modules = build_torch_modules(torch_net, SMALL)
+    torch_modules = build_torch_modules(torch_net)
     sets = recorded_inputs(torch_modules, SMALL, keep="last")
     for name in MODULE_NAMES:
         module = modules[name]
@@ -176,7 +176,7 @@ def test_letterboxed_clip_matches_torch_through_the_same_geometry(golden_clip, g
     mask = np.ascontiguousarray(golden_clip["mask"][:, 88:312])
     package_hw = (GOLDEN.height, GOLDEN.width)
     simulated = list(matte_fixed_size(load(golden_fp32_packages, GOLDEN), frames, mask, package_hw, warmup=1))
-    reference = {n: TorchAsModule(n, m) for n, m in build_torch_modules(torch_net, GOLDEN).items()}
+    reference = {n: TorchAsModule(n, m) for n, m in build_torch_modules(torch_net).items()}
     expected = list(matte_fixed_size(reference, frames, mask, package_hw, warmup=1))
     geometry = plan_geometry(frames.shape[1:3], package_hw)
     assert geometry.mode == "letterbox" and not geometry.rotate

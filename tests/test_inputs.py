@@ -419,6 +419,63 @@ def test_cli_choices_are_the_values_the_pipeline_takes():
 
     cli = importlib.import_module("matanyone_engine.core.cli.main")
 
+    from matanyone_engine.core.app.api import OUTPUT_SIZES
+    from matanyone_engine.core.app.options import PrecisionChoice
+    from matanyone_engine.core.media.upsample import UPSAMPLE_METHODS
+
     assert typing.get_args(cli.AlphaFormat) == writers.ALPHA_FORMATS
     assert typing.get_args(cli.VideoFormat) == writers.VIDEO_FORMATS
     assert typing.get_args(cli.Precision) == CHOICES
+    assert tuple(p.value for p in PrecisionChoice) == CHOICES  # bench's repeatable --precision
+    assert typing.get_args(cli.OutputSize) == OUTPUT_SIZES
+    assert typing.get_args(cli.Upsample) == UPSAMPLE_METHODS
+
+
+def test_export_choices_are_the_values_the_builtin_exporters_take():
+    pytest.importorskip("torch")
+    from matanyone_engine.exporters.coreml.convert import TARGETS
+    from matanyone_engine.exporters.coreml.exporter import CoreMLExporter
+    from matanyone_engine.exporters.onnx.exporter import OnnxExporter
+
+    cli = importlib.import_module("matanyone_engine.core.cli.main")
+    assert set(typing.get_args(cli.ExportPrecision)) == set(OnnxExporter.precisions) == set(CoreMLExporter.precisions)
+    assert typing.get_args(cli.CoreMLTarget) == TARGETS
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "allowed"),
+    [
+        (["run", "clip.mp4", "--output-size", "big"], "'--output-size'", "'input', 'network'"),
+        (["run", "clip.mp4", "--upsample", "cubic"], "'--upsample'", "'guided', 'bilinear'"),
+        (["bench", "-p", "fp64"], "'--precision' / '-p'", "'fp32', 'bf16', 'fp16', 'fast'"),
+        (["export", "-f", "onnx", "-o", "out", "--precision", "fp8"], "'--precision'", "'fp32', 'fp16'"),
+        (
+            ["export", "-f", "coreml", "-o", "out", "--target", "iOS99"],
+            "'--target'",
+            "'macOS13', 'macOS14', 'macOS15', 'iOS16', 'iOS17', 'iOS18'",
+        ),
+    ],
+)
+def test_a_value_outside_the_choices_is_refused_before_anything_runs(tmp_path, monkeypatch, args, option, allowed):
+    """typer refuses it while parsing (nothing loads, nothing is written): one error line that
+    names the option, the value and every allowed one, and points at --help; exit 2."""
+    from matanyone_engine.core.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    bad = args[-1]
+    assert error_lines(result.output) == [
+        f"error: Invalid value for {option}: Value error, '{bad}' is not one of {allowed}. "
+        f"(see `matanyone {args[0]} --help`)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_target_with_a_format_other_than_coreml_is_refused(tmp_path):
+    from matanyone_engine.core.cli import app
+
+    result = CliRunner().invoke(app, ["export", "-f", "onnx", "--target", "iOS17", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.output) == ["error: --target is a Core ML deployment target; drop it for --format onnx"]
+    assert not (tmp_path / "out").exists()

@@ -19,17 +19,6 @@ def one_line(excinfo: pytest.ExceptionInfo, *words: str) -> None:
         assert word in message, f"{word!r} not in {message!r}"
 
 
-def demo_prepare(mask: np.ndarray, erode: int, dilate: int) -> np.ndarray:
-    """The official demo's first-frame mask step, written out longhand as the reference."""
-    if dilate > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (dilate, dilate))
-        mask = (cv2.dilate(np.not_equal(mask, 0).astype(np.float32), kernel, iterations=1) * 255).astype(np.float32)
-    if erode > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (erode, erode))
-        mask = (cv2.erode(np.equal(mask, 255).astype(np.float32), kernel, iterations=1) * 255).astype(np.float32)
-    return mask
-
-
 def disc(size: int = 40, radius: int = 10) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size]
     return np.where((yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius**2, 255, 0).astype(np.uint8)
@@ -70,13 +59,44 @@ def test_load_mask_missing_or_folder(tmp_path):
 # --- prepare_mask -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("erode", "dilate"), [(10, 10), (0, 10), (10, 0), (5, 15), (0, 0)])
-def test_prepare_mask_matches_the_demo_on_synthetic_masks(erode, dilate):
-    mask = disc()
-    mask[5:8, 5:8] = 128  # a soft patch: counts for dilation, not for erosion
+def _marks(size: int, *cells: tuple[int, int], value: int = 255) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    for row, col in cells:
+        mask[row, col] = value
+    return mask
+
+
+#: cv2's 3x3 and 5x5 elliptical kernels, as the official demo gets them, written out by hand.
+PLUS = [(4, 5), (5, 4), (5, 5), (5, 6), (6, 5)]
+ELLIPSE_5 = [(3, 5), *((r, c) for r in (4, 5, 6) for c in range(3, 8)), (7, 5)]
+
+
+@pytest.mark.parametrize(
+    ("mask", "erode", "dilate", "expected"),
+    [
+        (_marks(11, (5, 5)), 0, 3, _marks(11, *PLUS)),  # one pixel grows into the 3x3 ellipse
+        (_marks(11, (5, 5)), 0, 5, _marks(11, *ELLIPSE_5)),
+        (_marks(11, (5, 5), value=128), 0, 3, _marks(11, *PLUS)),  # grey counts as foreground to dilate
+        (_marks(11, (5, 5)), 3, 3, _marks(11, (5, 5))),  # dilated, then eroded back to the pixel
+        (
+            _marks(11, *((r, c) for r in range(3, 8) for c in range(3, 8))),
+            3,
+            0,
+            _marks(11, *((r, c) for r in range(4, 7) for c in range(4, 7))),
+        ),
+        (
+            _marks(11, *((r, c) for r in range(3, 8) for c in range(3, 8)), value=254),
+            3,
+            0,
+            _marks(11),
+        ),  # only 255 survives erosion
+        (_marks(11, (2, 2), value=77), 0, 0, _marks(11, (2, 2), value=77)),  # both off: the mask as given
+    ],
+)
+def test_prepare_mask_on_hand_computed_masks(mask, erode, dilate, expected):
     got = prepare_mask(mask, erode=erode, dilate=dilate)
     assert got.dtype == np.float32
-    np.testing.assert_array_equal(got, demo_prepare(mask, erode, dilate))
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
 
 
 def test_prepare_mask_steps_do_what_they_say():
@@ -113,14 +133,17 @@ def test_prepare_mask_rejects_bad_arguments():
         prepare_mask(disc(), erode=-1)
 
 
-def test_prepare_mask_matches_direct_cv2_on_the_real_masks(data_dir):
-    for name in ("test-sample1.png", "test-sample2.png"):
-        path = data_dir / name
-        mask = np.array(Image.open(path).convert("L"))
-        np.testing.assert_array_equal(load_mask(path), mask)
-        for erode, dilate in ((10, 10), (0, 10), (10, 0)):
-            np.testing.assert_array_equal(prepare_mask(mask, erode, dilate), demo_prepare(mask, erode, dilate))
-        check_mask(mask)
+def test_prepare_mask_gives_the_mask_the_official_code_fed(data_dir, golden_dir):
+    """GOLDEN.md: the golden clip's mask is test-sample1.png dilated then eroded (10, 10) at full
+    size by the official demo, then resized nearest to 224x400; ours must be that mask exactly."""
+    from matanyone_engine.core.media.masks import resize_mask
+
+    fed = np.load(golden_dir / "golden_sample1_224x400.npz")["mask"]
+    mask = load_mask(data_dir / "test-sample1.png")
+    np.testing.assert_array_equal(mask, np.array(Image.open(data_dir / "test-sample1.png").convert("L")))
+    prepared = resize_mask(prepare_mask(mask, erode=10, dilate=10), *fed.shape)
+    np.testing.assert_array_equal(prepared, fed.astype(np.float32))
+    check_mask(mask)
 
 
 # --- fit_mask_to_frame --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ key/shape check. No machine here reaches the Hub, so the download is tested agai
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,19 +45,20 @@ def test_the_two_models_never_share_a_file(cache):
 
 
 class _FakeHub:
-    """Stands in for huggingface_hub: serves ``payload``, publishing ``published`` as its sha256."""
+    """Stands in for huggingface_hub: serves ``payload``, publishing ``published`` as its LFS sha256
+    (None: a file with no LFS entry); ``fail`` is raised by the download instead."""
 
-    def __init__(self, payload: bytes, published: str):
-        self.payload, self.published, self.calls = payload, published, []
+    def __init__(self, payload: bytes, published: str | None, fail: BaseException | None = None):
+        self.payload, self.published, self.fail, self.calls = payload, published, fail, []
 
-    def hf_hub_url(self, repo, filename):
-        return f"https://hub.test/{repo}/{filename}"
-
-    def get_hf_file_metadata(self, url):
-        return SimpleNamespace(etag=f'"{self.published}"')
+    def get_paths_info(self, repo, paths):
+        lfs = None if self.published is None else SimpleNamespace(sha256=self.published, size=len(self.payload))
+        return [SimpleNamespace(path=p, size=len(self.payload), lfs=lfs) for p in paths]
 
     def hf_hub_download(self, repo, filename, local_dir):
         self.calls.append((repo, filename))
+        if self.fail is not None:
+            raise self.fail
         path = Path(local_dir) / filename
         path.write_bytes(self.payload)
         return str(path)
@@ -65,7 +67,7 @@ class _FakeHub:
 def _install(monkeypatch, hub: _FakeHub) -> None:
     import huggingface_hub
 
-    for name in ("hf_hub_url", "get_hf_file_metadata", "hf_hub_download"):
+    for name in ("get_paths_info", "hf_hub_download"):
         monkeypatch.setattr(huggingface_hub, name, getattr(hub, name))
 
 
@@ -88,8 +90,59 @@ def test_a_download_that_does_not_match_the_published_sha256_is_deleted(cache, m
     _install(monkeypatch, _FakeHub(b"truncated", "0" * 64))
     with pytest.raises(WeightsError) as info:
         parse_weights("official2")
-    assert "the Hub publishes 000000000000" in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value) == (
+        f"the downloaded model.safetensors from huggingface.co/PeiqingYang/MatAnyone2 has sha256 "
+        f"{hashlib.sha256(b'truncated').hexdigest()[:12]}... but the Hub publishes 000000000000...; it was deleted: "
+        "run again, or download https://github.com/pq-yang/MatAnyone2/releases/download/v1.0.0/matanyone2.pth by hand"
+    )
     assert not (cache / "weights" / "matanyone2" / "model.safetensors").exists()
+    assert not (cache / "weights" / "matanyone2" / "model.safetensors.sha256").exists()
+
+
+def test_a_file_the_hub_publishes_no_sha256_for_is_not_downloaded(cache, monkeypatch):
+    hub = _FakeHub(b"weights", None)
+    _install(monkeypatch, hub)
+    with pytest.raises(WeightsError) as info:
+        parse_weights("official")
+    assert str(info.value) == (
+        "huggingface.co/PeiqingYang/MatAnyone publishes no sha256 for model.safetensors, so a download could not be "
+        "checked; download https://github.com/pq-yang/MatAnyone/releases/download/v1.0.0/matanyone.pth by hand into "
+        f"{cache / 'weights'}"
+    )
+    assert hub.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_a_download_that_cannot_be_written_says_why(cache, monkeypatch, error, reason):
+    """Disk full or no permission is the machine's problem, not the network's: the message says
+    where and why, and the cause stays chained."""
+    payload = b"weights"
+    _install(monkeypatch, _FakeHub(payload, hashlib.sha256(payload).hexdigest(), fail=error))
+    with pytest.raises(WeightsError) as info:
+        parse_weights("official2")
+    assert str(info.value) == (
+        f"cannot write the MatAnyone 2 checkpoint to {cache / 'weights' / 'matanyone2'}: {reason}; free space there, "
+        "fix its permissions, or set MATANYONE_CACHE to another folder"
+    )
+    assert info.value.__cause__ is error
+
+
+def test_a_network_failure_keeps_its_reason_in_the_line(cache, monkeypatch):
+    payload = b"weights"
+    error = ConnectionError("Failed to resolve 'huggingface.co'")
+    _install(monkeypatch, _FakeHub(payload, hashlib.sha256(payload).hexdigest(), fail=error))
+    with pytest.raises(WeightsError) as info:
+        parse_weights("official2")
+    message = str(info.value)
+    assert message.startswith("the official MatAnyone 2 checkpoint is not in ")
+    assert message.endswith("(download failed: ConnectionError: Failed to resolve 'huggingface.co')")
+    assert "\n" not in message
 
 
 def test_matanyone2_checkpoint_loads_with_the_strict_check(cache, torch_net):

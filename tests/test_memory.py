@@ -162,10 +162,10 @@ def test_large_export_capture_keeps_one_set_per_module_on_disk(monkeypatch: pyte
     are already gone, and the capture clip is shorter."""
     from matanyone_engine.core.engine.spec import Dims
     from matanyone_engine.exporters.onnx import inputs
-    from matanyone_engine.exporters.onnx.exporter import resolve_torch_modules
+    from matanyone_engine.exporters.torch_modules import resolve_torch_modules
 
     dims = Dims(64, 96, 2)
-    modules, _ = resolve_torch_modules("standin:v1", dims)
+    modules, _ = resolve_torch_modules("standin:v1")
     normal, _ = inputs.capture_inputs(modules, dims)
     monkeypatch.setattr(inputs, "LARGE_PIXELS", 100)
     large, _ = inputs.capture_inputs(modules, dims)

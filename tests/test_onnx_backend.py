@@ -3,7 +3,6 @@ agreement with the torch modules, and the golden clip through the state machine.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,9 @@ from matanyone_engine.core.engine.errors import BackendError  # noqa: E402
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest, Module  # noqa: E402
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import exporter as exporter_mod  # noqa: E402
-from matanyone_engine.exporters.onnx.exporter import resolve_torch_modules  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import TorchNumpyModule, capture_inputs, synthetic_clip  # noqa: E402
 from matanyone_engine.exporters.onnx.validate import tolerances_for  # noqa: E402
+from matanyone_engine.exporters.torch_modules import resolve_torch_modules  # noqa: E402
 
 DIMS = Dims(64, 96, 3)
 STANDIN = "standin:v1"
@@ -32,7 +31,7 @@ ONNX_BACKENDS = ("onnx-cpu", "onnx-cuda", "onnx-coreml", "onnx-openvino")
 
 @pytest.fixture(scope="session")
 def standin_torch():
-    modules, _ = resolve_torch_modules(STANDIN, DIMS)
+    modules, _ = resolve_torch_modules(STANDIN)
     return {n: TorchNumpyModule(ALL_MODULE_SPECS[n], m) for n, m in modules.items()}, modules
 
 
@@ -70,9 +69,34 @@ def test_real_provider_list_is_reported() -> None:
         assert ok or reason
 
 
-def test_default_threads() -> None:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert 1 <= default_threads() <= usable
+@pytest.mark.parametrize(
+    ("logical", "physical", "affinity", "expected"),
+    [
+        (16, 8, 16, 8),  # two hyper-threads per core, the whole machine: one thread per core
+        (8, 8, 8, 8),  # no hyper-threads
+        (16, 8, 4, 2),  # affinity to 4 logical CPUs = 2 cores
+        (16, 8, 1, 1),  # one logical CPU still gets a thread
+        (4, None, 4, 4),  # psutil cannot tell: one per usable CPU
+    ],
+)
+def test_default_threads_is_one_per_usable_physical_core(
+    monkeypatch: pytest.MonkeyPatch, logical: int, physical: int | None, affinity: int, expected: int
+) -> None:
+    from matanyone_engine.backends.onnx import runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: logical)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    counts = {True: logical, False: physical}
+    monkeypatch.setattr(runtime.psutil, "cpu_count", lambda logical=True: counts[logical])
+    assert default_threads() == expected
+
+
+def test_psutil_is_a_runtime_dependency() -> None:
+    """Installed copies must count physical cores too, not only a dev checkout."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(dep.split(">")[0].split("=")[0].strip() == "psutil" for dep in project["dependencies"])
 
 
 def test_cpu_modules_agree_with_torch(standin_artifacts: Path, standin_torch) -> None:
@@ -130,6 +154,29 @@ def test_threads_and_optimized_model_cache(standin_artifacts: Path, tmp_path: Pa
     cached[0].write_bytes(b"garbage")
     backend.load(request)
     assert cached[0].stat().st_size > 1000
+
+
+def test_a_load_that_fails_while_optimizing_leaves_no_cached_file(
+    standin_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORT writes the optimized model while it builds the session; a load killed half-way must
+    leave nothing the next load would take for a finished optimized model."""
+    import shutil
+
+    from matanyone_engine.backends.onnx import runtime
+
+    art = tmp_path / "art"
+    shutil.copytree(standin_artifacts, art, ignore=shutil.ignore_patterns("optimized"))
+
+    def half_written(path, so, providers):
+        Path(so.optimized_model_filepath).write_bytes(b"half an optimized model")
+        raise RuntimeError("killed while optimizing")
+
+    monkeypatch.setattr(ort, "InferenceSession", half_written)
+    with pytest.raises(RuntimeError, match="killed while optimizing"):
+        runtime._create_session(ort, art / "encoder.onnx", ["CPUExecutionProvider"], 1, True, "CPUExecutionProvider")
+    assert not runtime.optimized_model_path(art / "encoder.onnx", "CPUExecutionProvider").exists()
+    assert list((art / "optimized").iterdir()) == []  # no temporary sibling either
 
 
 def test_mismatched_artifacts_are_refused(standin_artifacts: Path) -> None:
@@ -205,7 +252,7 @@ def test_real_network_modules_agree(tmp_path_factory: pytest.TempPathFactory, mo
     dims = Dims(64, 96, 2)
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "onnx-shared-cache"))
     modules = plugins.get_backend("onnx-cpu").load(LoadRequest(weights="seeded:v1-pm", dims=dims))
-    torch_modules, _ = resolve_torch_modules("seeded:v1-pm", dims)
+    torch_modules, _ = resolve_torch_modules("seeded:v1-pm")
     sets, _ = capture_inputs(torch_modules, dims, seed=11)
     assert set(modules) == set(torch_modules)
     for name in modules:

@@ -22,9 +22,10 @@ from matanyone_engine.core.artifacts.manifest import ValidationError, read_manif
 from matanyone_engine.core.engine.errors import ExportError  # noqa: E402
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, MODULE_SPECS, Dims  # noqa: E402
 from matanyone_engine.exporters.onnx import EXPORTER_NAME, EXPORTER_VERSION, OnnxExporter, as_dims  # noqa: E402
-from matanyone_engine.exporters.onnx.exporter import export_module, resolve_torch_modules  # noqa: E402
+from matanyone_engine.exporters.onnx.exporter import export_module  # noqa: E402
 from matanyone_engine.exporters.onnx.inputs import capture_inputs, synthetic_inputs  # noqa: E402
 from matanyone_engine.exporters.onnx.validate import validate_onnx_modules  # noqa: E402
+from matanyone_engine.exporters.torch_modules import resolve_torch_modules  # noqa: E402
 
 DIMS = Dims(64, 96, 3)
 STANDIN = "standin:v1"
@@ -32,7 +33,7 @@ STANDIN = "standin:v1"
 
 @pytest.fixture(scope="session")
 def standin_modules():
-    modules, _ = resolve_torch_modules(STANDIN, DIMS)
+    modules, _ = resolve_torch_modules(STANDIN)
     return modules
 
 
@@ -104,9 +105,27 @@ def test_corrupted_initializer_fails_validation(standin_artifacts: Path, standin
 
 def test_validation_on_declaration_only_inputs(standin_artifacts: Path, standin_modules) -> None:
     """Synthetic inputs built from the declaration alone exercise other value ranges; still agree."""
+    import torch
+
     sets = {n: [v] for n, v in synthetic_inputs(DIMS, seed=3).items()}
     report = validate_onnx_modules(standin_artifacts, standin_modules, sets, "fp32")
-    assert all(r["passed"] for r in report.values())
+    assert set(report) == set(read_manifest(standin_artifacts).files)
+    for name, entry in report.items():
+        # re-run the exported file in a plain ORT session and the torch module, independently of the validator
+        spec = ALL_MODULE_SPECS[name]
+        session = ort.InferenceSession(str(standin_artifacts / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        inputs = sets[name][0]
+        got = dict(zip(spec.output_names, session.run(list(spec.output_names), inputs), strict=True))
+        with torch.inference_mode():
+            want = standin_modules[name](*(torch.from_numpy(inputs[n]) for n in spec.input_names))
+        for out, reference in zip(spec.output_names, want, strict=True):
+            reference = reference.numpy()
+            error = float(np.abs(got[out] - reference).max())
+            assert error <= 1e-4 * max(1.0, float(np.abs(reference).max())), (name, out, error)
+            assert entry["outputs"][out]["max_abs"] == pytest.approx(error, abs=1e-6), (
+                name,
+                out,
+            )  # the report's own number
 
 
 def test_fp16_export_runs_and_keeps_float32_io(onnx_shared_root: Path, standin_artifacts: Path) -> None:
@@ -139,7 +158,7 @@ def test_real_network_read_and_decoder_export(tmp_path: Path) -> None:
     import torch
 
     dims = Dims(64, 96, 2)
-    modules, digest = resolve_torch_modules("seeded:v1-pm", dims)
+    modules, digest = resolve_torch_modules("seeded:v1-pm")
     sets, how = capture_inputs(modules, dims)
     assert "state machine" in how
     for name in ("read", "decoder"):
@@ -162,5 +181,32 @@ def test_real_network_full_export(precision: str, onnx_shared_root: Path) -> Non
     m = read_manifest(path)
     golden_digest = "0cb4009b1bc91d3157ba2d35f7f109ff51eee02aa562a5ecd37a9735e9b8fef1"  # GOLDEN.md all_entries_sha256
     assert m.weights_digest == golden_digest
-    assert all(r["passed"] for r in m.validation["modules"].values())
+    assert set(m.validation["modules"]) == set(m.files)
+    bound = 1e-4 if precision == "fp32" else 0.02  # of the output's range: fp16 keeps ~3 digits
+    for name, entry in m.validation["modules"].items():
+        assert set(entry["outputs"]) == set(ALL_MODULE_SPECS[name].output_names)
+        for out, check in entry["outputs"].items():
+            assert check["max_abs"] <= bound * max(1.0, check["max_ref"]), (name, out, check)
     assert m.flops["encoder"] > 5e8
+
+
+def test_inputs_are_captured_through_the_state_machine_only(standin_modules, monkeypatch) -> None:
+    """No second, hand-written copy of the per-frame flow: a failing state machine fails the
+    capture, and a clip too short to read is refused in one line."""
+    from matanyone_engine.exporters.onnx import inputs
+
+    sets, _ = capture_inputs(standin_modules, DIMS)
+    assert set(sets) == set(ALL_MODULE_SPECS) and all(sets.values())
+    with pytest.raises(ExportError) as info:
+        capture_inputs(standin_modules, DIMS, frames=1)
+    assert str(info.value) == (
+        "the input capture (1 frames) never called read; capture at least 2 frames "
+        "(frame 0 seeds the memory, the next ones read it)"
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("state machine broke")
+
+    monkeypatch.setattr(inputs, "matte_frames", broken)
+    with pytest.raises(RuntimeError, match="state machine broke"):
+        capture_inputs(standin_modules, DIMS)

@@ -37,19 +37,59 @@ def test_onnx_cpu_fast_is_fp32_and_gpu_providers_fp16():
     assert P.resolve(plugins.get_backend("coreml-cpu"), "fast")[0] == "fp32"
 
 
-def test_cpu_flag_reader_matches_proc_cpuinfo(monkeypatch):
-    import platform
-    from pathlib import Path
+#: Hand-written excerpts of /proc/cpuinfo (two logical CPUs each where it matters), with the answer.
+CPUINFO_CASES = {
+    "sapphire-rapids": (
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
+        "processor\t: 1\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n",
+        True,
+    ),
+    "zen4 (avx512_bf16, no amx)": ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", True),
+    "epyc avx2 only": (
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\nbugs\t\t: bf16_not_a_flag\n",
+        False,
+    ),
+    "avx512 without bf16": ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n", False),
+    "graviton3 (arm bf16)": ("processor\t: 0\nFeatures\t: fp asimd sve i8mm bf16 svebf16\n", True),
+    "graviton2 (arm, none)": ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics\n", False),
+    "no flags line": ("processor\t: 0\nmodel name\t: unknown\n", False),
+}
 
-    if platform.system() != "Linux":
-        pytest.skip("reads /proc/cpuinfo, Linux only")
+
+@pytest.fixture()
+def fresh_flag_cache():
     P.cpu_bf16_features.cache_clear()
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
-    assert set(P.cpu_bf16_features()) == flags & {"avx512_bf16", "amx_bf16", "bf16"}
-    assert P.cpu_has_native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    yield
+    P.cpu_bf16_features.cache_clear()  # the real machine's answer again for later tests
+
+
+@pytest.mark.parametrize("case", list(CPUINFO_CASES))
+def test_cpu_flag_reader_on_hand_written_cpuinfo(monkeypatch, fresh_flag_cache, case):
+    text, expected = CPUINFO_CASES[case]
+
+    class FakePath:
+        def __init__(self, path):
+            assert path == "/proc/cpuinfo"
+
+        def read_text(self, errors="strict"):
+            return text
+
+    monkeypatch.setattr(P.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(P, "Path", FakePath)
+    assert P.cpu_has_native_bf16() is expected
+
+
+def test_cpu_flag_reader_without_cpuinfo_says_no(monkeypatch, fresh_flag_cache):
+    class Unreadable:
+        def __init__(self, path):
+            pass
+
+        def read_text(self, errors="strict"):
+            raise PermissionError("denied")
+
+    monkeypatch.setattr(P.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(P, "Path", Unreadable)
+    assert P.cpu_has_native_bf16() is False
 
 
 def test_accelerated_backends_pipeline_and_cpu_ones_do_not():

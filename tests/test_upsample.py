@@ -99,5 +99,6 @@ def test_unknown_output_size_is_one_line(clip, tmp_path: Path) -> None:
     result = _run(clip, tmp_path / "x", "--output-size", "huge")
     assert result.exit_code == InputError.exit_code
     assert [ln for ln in result.output.splitlines() if ln.startswith("error:")] == [
-        "error: unknown --output-size 'huge'; choose one of input, network"
+        "error: Invalid value for '--output-size': Value error, 'huge' is not one of 'input', 'network'. "
+        "(see `matanyone run --help`)"
     ]

@@ -242,14 +242,20 @@ def test_rgba_png_round_trip(tmp_path):
 
 
 def test_foreground_png_over_colour_and_resized_image(tmp_path):
-    rgb, alpha = next(frames(1))
-    writer = ForegroundWriter(tmp_path / "fg", "#102030")
+    rgb = np.full((2, 3, 3), 200, dtype=np.uint8)
+    rgb[1, 2] = (10, 20, 30)
+    alpha = np.array([[1.0, 0.0, 0.5], [0.25, 0.75, 1.0]], dtype=np.float32)
+    writer = ForegroundWriter(tmp_path / "fg", "#102030")  # (16, 32, 48)
     writer.write(rgb, alpha)
     writer.close()
     back = np.array(Image.open(tmp_path / "fg" / "000000.png"))
-    np.testing.assert_array_equal(back, composite(rgb, alpha, (16, 32, 48)))
-    np.testing.assert_array_equal(back[:, 0], np.tile([16, 32, 48], (48, 1)))
-    np.testing.assert_array_equal(back[:, -1], rgb[:, -1])
+    # frame * alpha + background * (1 - alpha), worked out by hand
+    expected = [
+        [[200, 200, 200], [16, 32, 48], [108, 116, 124]],
+        [[62, 74, 86], [154, 158, 162], [10, 20, 30]],
+    ]
+    np.testing.assert_array_equal(back, np.array(expected, dtype=np.uint8))
+    rgb, alpha = next(frames(1))
     background = np.zeros((24, 32, 3), dtype=np.uint8)
     background[:, :16] = 250
     writer = ForegroundWriter(tmp_path / "fg2", background)

@@ -3,8 +3,10 @@ reference MIL executor of mil/) and per-module placement.
 
 Nothing here imports torch or coremltools at import time. The packages are fixed-size: the
 backends declare it (``fixed_size``) and the app fits every clip to them through
-core/engine/geometry.py (re-exported as ``backends.coreml.geometry``).
+core/engine/geometry.py.
 """
+
+from matanyone_engine.core.engine.geometry import FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
 
 from .backend import (
     BACKENDS,
@@ -17,7 +19,6 @@ from .backend import (
     resolve_placement,
 )
 from .compute_plan import ComputePlanReport, coreml_compute_plan_report
-from .geometry import FrameGeometry, alpha_to_frame, frame_to_package, plan_geometry
 from .sim import SIM_BACKEND, CoreMLSimBackend
 
 __all__ = [

@@ -39,7 +39,6 @@ from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, VARIANT_OF, Dims
 
 #: The one line every non-Mac machine gets from ``available()`` and ``load()``.
 UNAVAILABLE_REASON = "CoreML runs only on macOS 13+"
-MISSING_COREMLTOOLS = "coremltools is not installed; pip install 'matanyone-engine[coreml]'"
 
 #: Placement words -> coremltools.ComputeUnit member names.
 COMPUTE_UNITS = {
@@ -77,14 +76,12 @@ def coreml_status() -> tuple[bool, str]:
     version = macos_version()
     if not version or version[0] < 13:
         return False, UNAVAILABLE_REASON
-    try:
-        import importlib.util
+    from matanyone_engine.exporters.coreml.compat import coremltools_import_problem, quiet_import
 
-        if importlib.util.find_spec("coremltools") is None:
-            return False, MISSING_COREMLTOOLS
-        from coremltools import libcoremlpython  # noqa: F401 - the macOS-only runtime extension
-    except Exception:
-        return False, MISSING_COREMLTOOLS
+    try:
+        quiet_import("coremltools.libcoremlpython")  # the macOS-only runtime extension
+    except ImportError as exc:
+        return False, coremltools_import_problem(exc)
     return True, ""
 
 
@@ -220,12 +217,16 @@ class CoreMLBackend:
         ok, _ = self.available()
         return [COMPUTE_UNITS[self.compute_unit]] if ok else []
 
-    def load(self, request: LoadRequest) -> dict[str, CoreMLModule]:
+    def check_request(self, request: LoadRequest) -> None:
+        """Refuse a request this backend cannot load here, before any package is read (coreml-sim too)."""
         ok, reason = self.available()
         if not ok:
             raise BackendUnavailable(reason)
         if request.precision not in PRECISIONS:
             raise BackendError(f"backend {self.name} offers precision fp32 or fp16, not {request.precision!r}")
+
+    def load(self, request: LoadRequest) -> dict[str, CoreMLModule]:
+        self.check_request(request)
         placement = resolve_placement(self.compute_unit, request.options.get("placement"))
         directory = locate_packages(request)
 

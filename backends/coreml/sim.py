@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from matanyone_engine.core.engine.errors import BackendError
-from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
+from matanyone_engine.core.engine.protocol import LoadRequest
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS
+from matanyone_engine.exporters.coreml.compat import MISSING_COREMLTOOLS
 
-from .backend import MISSING_COREMLTOOLS, PRECISIONS, CoreMLBackend, CoreMLModule, locate_packages
+from .backend import CoreMLBackend, CoreMLModule, locate_packages
 from .mil.executor import Activations
 
 SIM_BACKEND = "coreml-sim"
@@ -92,11 +93,7 @@ class CoreMLSimBackend(CoreMLBackend):
         return ["cpu (simulated Core ML)"] if ok else []
 
     def load(self, request: LoadRequest) -> dict[str, CoreMLModule]:
-        ok, reason = self.available()
-        if not ok:
-            raise BackendUnavailable(reason)
-        if request.precision not in PRECISIONS:
-            raise BackendError(f"backend {self.name} offers precision fp32 or fp16, not {request.precision!r}")
+        self.check_request(request)
         if request.options.get("placement"):
             raise BackendError(
                 f"backend {self.name} has no compute units to place modules on; drop the placement "

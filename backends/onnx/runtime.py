@@ -14,16 +14,17 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from matanyone_engine.core.artifacts.manifest import Manifest, check_manifest, read_manifest
 from matanyone_engine.core.engine.errors import BackendError, is_out_of_memory, out_of_memory
+from matanyone_engine.core.engine.files import atomic_write
 from matanyone_engine.core.engine.protocol import BackendUnavailable, LoadRequest
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims, ModuleSpec
 
@@ -67,21 +68,17 @@ def default_threads() -> int:
     """Intra-op threads: one per physical core this process may use.
 
     ORT's own default counts logical CPUs of the whole machine; in containers and under CPU
-    affinity that oversubscribes, and hyper-threads add little to convolution throughput.
+    affinity that oversubscribes, and hyper-threads add little to convolution throughput. psutil
+    (a runtime dependency) is the only portable count of physical cores; ``os.cpu_count`` counts
+    hyper-threads.
     """
     try:
         usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows): the whole machine is usable
         usable = os.cpu_count() or 1
     logical = os.cpu_count() or usable
-    physical: int | None = None
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    except Exception:  # psutil absent or unable to tell
-        physical = None
-    if not physical or physical <= 0:
+    physical = psutil.cpu_count(logical=False)
+    if not physical or physical <= 0:  # psutil cannot tell on this platform: one per usable CPU
         return max(1, usable)
     per_core = max(1, round(logical / physical))  # hyper-threads per core
     return max(1, min(physical, usable // per_core or 1))
@@ -309,9 +306,10 @@ def _create_session(
 ) -> Any:
     """A session for one module, reusing (or writing) the optimized-model cache when allowed.
 
-    The optimized file is written under a unique temporary name and renamed into place, so two
-    processes loading the same artifacts at once never read a half-written file; a cached file
-    that fails to load is ignored and rewritten.
+    ORT writes the optimized file while it builds the session; it writes into a temporary sibling
+    that is renamed into place only once the session exists (core/engine/files.py), so two
+    processes loading the same artifacts at once, or a load that fails or is killed, never leave a
+    half-written file where the next load looks. A cached file that fails to load is rewritten.
     """
     full = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not cache_optimized:
@@ -325,25 +323,19 @@ def _create_session(
         except Exception:  # stale or damaged cache: fall through and rebuild it
             with contextlib.suppress(OSError):
                 cached.unlink()
-    so = _session_options(ort, threads, full)
-    tmp: Path | None = None
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.onnx")
+    sessions: list[Any] = []
+
+    def optimize_into(tmp: Path) -> None:
+        so = _session_options(ort, threads, full)
         so.optimized_model_filepath = str(tmp)
-    except OSError:  # read-only artifact directory: run without the cache
-        tmp = None
-    session = ort.InferenceSession(str(model_path), so, providers=providers)
-    if tmp is not None:
-        try:
-            if tmp.is_file():
-                os.replace(tmp, cached)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-    return session
+        sessions.append(ort.InferenceSession(str(model_path), so, providers=providers))
+
+    try:
+        atomic_write(cached, optimize_into)
+    except OSError:  # read-only artifact directory (or the rename failed): run without the cache
+        if not sessions:
+            return ort.InferenceSession(str(model_path), _session_options(ort, threads, full), providers=providers)
+    return sessions[0]
 
 
 BACKENDS = (

@@ -58,7 +58,7 @@ def _count_on(device_name: str, dims: Dims) -> tuple[tuple[str, int], ...]:
     device = torch.device(device_name)
     with device:
         net = MatAnyoneNet().float().eval()
-    stages = build_torch_modules(net, dims, optional=True)
+    stages = build_torch_modules(net, optional=True)
     counts: list[tuple[str, int]] = []
     for name, spec in ALL_MODULE_SPECS.items():
         args = tuple(torch.from_numpy(a).to(device) for a in _benign_inputs(spec, dims))

@@ -34,6 +34,8 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 
 class BasicBlock(nn.Module):
+    expansion = 1
+
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
@@ -70,8 +72,10 @@ class Bottleneck(nn.Module):
         return F.relu(out + identity)
 
 
-def resnet_layer(block: type, inplanes: int, planes: int, blocks: int, stride: int) -> tuple[nn.Sequential, int]:
-    expansion = getattr(block, "expansion", 1)
+def resnet_layer(
+    block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int, stride: int
+) -> tuple[nn.Sequential, int]:
+    expansion = block.expansion
     downsample = None
     if stride != 1 or inplanes != planes * expansion:
         downsample = nn.Sequential(

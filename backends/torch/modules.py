@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS, Dims
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS
 
 from .network import MatAnyoneNet
 
@@ -93,12 +93,9 @@ MODULE_CLASSES: Mapping[str, type[_Stage]] = {
 }
 
 
-def build_torch_modules(net: MatAnyoneNet, dims: Dims | None = None, optional: bool = False) -> dict[str, nn.Module]:
+def build_torch_modules(net: MatAnyoneNet, *, optional: bool = False) -> dict[str, nn.Module]:
     """One nn.Module per declared module (plus the optional variants when asked), sharing the
-    network's parameters.
-
-    ``dims`` is accepted for symmetry with exporters; the torch modules work at any padded size.
-    """
+    network's parameters; they work at any padded size."""
     names = ALL_MODULE_SPECS if optional else MODULE_SPECS
     return {name: MODULE_CLASSES[name](net).eval() for name in names}
 

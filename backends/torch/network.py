@@ -398,9 +398,9 @@ def _lowest_tied_indices(x: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Te
 # ------------------------------------------------------------------------------------ weights
 
 
-def state_dict_entries(net: MatAnyoneNet | None = None) -> list[tuple[str, tuple[int, ...], str]]:
+def state_dict_entries(net: MatAnyoneNet | None = None) -> list[tuple[str, tuple[int, ...]]]:
     net = net or MatAnyoneNet()
-    return [(k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in net.state_dict().items()]
+    return [(k, tuple(v.shape)) for k, v in net.state_dict().items()]
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:

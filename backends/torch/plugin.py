@@ -194,7 +194,7 @@ class TorchBackend:
         net = load_network(request.weights, device=device)
         channels_last = bool(request.options.get("channels_last", CHANNELS_LAST.get(self.device_type, False)))
         prepare_network(net, request.precision, channels_last=channels_last)
-        stages = build_torch_modules(net, request.dims, optional=True)
+        stages = build_torch_modules(net, optional=True)
         return {
             name: TorchModule(stage, device, request.precision, side_stream=name == "encoder")
             for name, stage in stages.items()

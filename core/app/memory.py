@@ -180,14 +180,10 @@ def available_bytes() -> tuple[int, str]:
                 found.append((int(text) - int(fh.read().strip()), "left under this cgroup's limit"))
     except OSError:
         pass
-    if not found:
-        try:
-            import psutil
+    if not found:  # no /proc (macOS, Windows): psutil's figure
+        import psutil
 
-            found.append((int(psutil.virtual_memory().available), "available"))
-        except ImportError:
-            pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
-            found.append((int(pages * os.sysconf("SC_PAGE_SIZE")) if pages else 1 << 62, "installed"))
+        found.append((int(psutil.virtual_memory().available), "available"))
     return min(found)
 
 

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
+from typing import Literal
 
 import numpy as np
 
 from ..engine.errors import InputError, OptionError, OutputError
 from ..engine.precision import CHOICES as PRECISIONS
+
+#: ``--precision`` of run, batch and bench as a Literal, so typer lists the choices in --help and
+#: refuses others before anything loads; tests/test_inputs.py checks it is engine.precision.CHOICES.
+Precision = Literal["fp32", "bf16", "fp16", "fast"]
+
+
+class PrecisionChoice(str, Enum):
+    """The same choices as an Enum, for an option given several times (typer takes no list of Literal)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fast = "fast"
+
 
 #: The smallest useful --max-size: the network sees the frame at 1/16 of its size.
 MIN_MAX_SIZE = 16

@@ -41,12 +41,9 @@ def cache_root() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
-    try:
-        import platformdirs
+    import platformdirs
 
-        return Path(platformdirs.user_cache_dir(APP_NAME))
-    except ImportError:  # pragma: no cover - platformdirs is a dependency
-        return Path.home() / ".cache" / APP_NAME
+    return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
 def artifact_key(
@@ -79,7 +76,6 @@ def artifact_dir(format: str, key: str, root: Path | None = None) -> Path:
 
 def ensure_artifacts(
     format: str,
-    weights: str,
     dims: Dims,
     precision: str,
     build: Build,
@@ -169,7 +165,6 @@ def ensure_export(
     try:
         return ensure_artifacts(
             format,
-            weights,
             dims,
             precision,
             lambda tmp: export(tmp, *modules_and_digest()),

@@ -2,19 +2,22 @@
 from the Hugging Face Hub.
 
 huggingface_hub shows the download's progress and checks its size; the file's sha256 is then
-checked against the one the Hub publishes for it (its LFS object id) and kept beside the file, so
-a later truncation or edit is caught before the model loads.
+checked against the one the Hub publishes for it (its LFS object id, asked for before the download)
+and kept beside the file, so a later truncation or edit is caught before the model loads. A file
+the Hub publishes no sha256 for is not downloaded: nothing known-good could check it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import WeightsError
+from ..engine.files import atomic_write_text
+from .manifest import path_digest
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -73,17 +76,9 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verified(path: Path) -> Path:
     recorded = path.with_name(path.name + ".sha256")
-    if recorded.exists() and recorded.read_text().split()[0] != _sha256(path):
+    if recorded.exists() and recorded.read_text().split()[0] != path_digest(path):
         raise WeightsError(
             f"{path} does not match the checksum recorded when it was downloaded; delete it and run again"
         )
@@ -103,28 +98,57 @@ def official_checkpoint(download: bool = True, model: OfficialModel = MATANYONE)
     )
     if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise WeightsError(hint)
-    try:
-        import huggingface_hub
+    import huggingface_hub
 
+    try:
         folder.mkdir(parents=True, exist_ok=True)
         published = _published_sha256(huggingface_hub, model)
         fetched = Path(huggingface_hub.hf_hub_download(model.hf_repo, model.hf_file, local_dir=str(folder)))
-    except Exception as exc:  # offline, DNS, HTTP errors: all end in the same advice
-        raise WeightsError(f"{hint} (download failed: {type(exc).__name__})") from None
-    digest = _sha256(fetched)
-    if published is not None and digest != published:
+    except WeightsError:
+        raise
+    except OSError as exc:
+        if _is_local_write_error(exc):  # the disk, not the network: say so, with the system's words
+            raise WeightsError(
+                f"cannot write the {model.title} checkpoint to {folder}: {exc.strerror or exc}; free space there, "
+                "fix its permissions, or set MATANYONE_CACHE to another folder"
+            ) from exc
+        raise WeightsError(f"{hint} (download failed: {_one_line(exc)})") from exc
+    except Exception as exc:  # the Hub's own errors that are not OSErrors (bad responses): the same advice
+        raise WeightsError(f"{hint} (download failed: {_one_line(exc)})") from exc
+    digest = path_digest(fetched)
+    if digest != published:
         fetched.unlink(missing_ok=True)
         raise WeightsError(
             f"the downloaded {model.hf_file} from huggingface.co/{model.hf_repo} has sha256 {digest[:12]}... but "
             f"the Hub publishes {published[:12]}...; it was deleted: run again, or download {model.release_url} by hand"
         )
-    fetched.with_name(fetched.name + ".sha256").write_text(digest + "\n")
+    atomic_write_text(fetched.with_name(fetched.name + ".sha256"), digest + "\n")
     return fetched
 
 
-def _published_sha256(hub, model: OfficialModel) -> str | None:
-    """The sha256 the Hub publishes for the file: the linked ETag of an LFS file is its sha256.
-    None when the Hub gives none that looks like one (a small file kept in git)."""
-    metadata = hub.get_hf_file_metadata(hub.hf_hub_url(model.hf_repo, model.hf_file))
-    etag = str(getattr(metadata, "etag", "") or "").strip('"').lower()
-    return etag if _SHA256.match(etag) else None
+#: errno values that mean the download could not be written here (not that the Hub was unreachable).
+_LOCAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+
+
+def _is_local_write_error(exc: OSError) -> bool:
+    return isinstance(exc, PermissionError) or exc.errno in _LOCAL_WRITE_ERRNOS
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: the cause stays visible in a one-line error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _published_sha256(hub, model: OfficialModel) -> str:
+    """The sha256 the Hub publishes for the file (its LFS object id), fetched before the download
+    so that the bytes are checked against a digest that did not come from them."""
+    (info,) = hub.get_paths_info(model.hf_repo, [model.hf_file])
+    lfs = getattr(info, "lfs", None)  # a folder, or a small file kept in git, has no LFS entry
+    sha = str(lfs.sha256).lower() if lfs is not None else ""
+    if not _SHA256.match(sha):
+        raise WeightsError(
+            f"huggingface.co/{model.hf_repo} publishes no sha256 for {model.hf_file}, so a download could not be "
+            f"checked; download {model.release_url} by hand into {weights_dir() / model.subfolder}"
+        )
+    return sha

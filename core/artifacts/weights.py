@@ -62,8 +62,9 @@ def parse_weights(ref: str) -> WeightsRef:
     return WeightsRef("file", path=path)
 
 
-def seeded_tensor(name: str, shape: Sequence[int], dtype: str, variant: str, prefix: str = "") -> np.ndarray:
-    """One entry of the recipe; each entry has its own generator so entries are independent."""
+def seeded_tensor(name: str, shape: Sequence[int], variant: str, prefix: str = "") -> np.ndarray:
+    """One entry of the recipe; each entry has its own generator so entries are independent. The
+    recipe fixes the dtype by the name (int64 batch counters, float32 otherwise)."""
     if name.endswith("num_batches_tracked"):
         return np.zeros(tuple(shape), dtype=np.int64)
     if name.endswith("running_mean"):
@@ -87,12 +88,12 @@ def seeded_tensor(name: str, shape: Sequence[int], dtype: str, variant: str, pre
 
 
 def seeded_state_dict(
-    entries: Iterable[tuple[str, Sequence[int], str]], variant: str = "v1-pm", prefix: str = ""
+    entries: Iterable[tuple[str, Sequence[int]]], variant: str = "v1-pm", prefix: str = ""
 ) -> dict[str, np.ndarray]:
-    """The recipe for every (name, shape, dtype) entry, in the given order."""
+    """The recipe for every (name, shape) entry, in the given order."""
     if variant not in SEEDED_VARIANTS:
         raise WeightsError(f"unknown seeded variant {variant!r}; use one of {SEEDED_VARIANTS}")
-    return {name: seeded_tensor(name, shape, dtype, variant, prefix) for name, shape, dtype in entries}
+    return {name: seeded_tensor(name, shape, variant, prefix) for name, shape in entries}
 
 
 def tensor_sha256(array: np.ndarray) -> str:

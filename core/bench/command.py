@@ -11,7 +11,7 @@ import typer
 from .. import plugins
 from ..app.loading import backend_for, check_runs_folder, folder_backends, resolve_backend, write_profile
 from ..app.models import ModelFolder, open_model_folder, settle_request
-from ..app.options import parse_size
+from ..app.options import PrecisionChoice, parse_size
 from ..engine.errors import BackendError, InputError, MatanyoneError
 from .clip import load_clip
 from .configs import available_backends, plan_configs
@@ -51,7 +51,7 @@ def bench(
         help="Time the models of a folder written by `matanyone export` (no torch needed): its manifest decides "
         "size, memory frames, precision and weights; default backends: those that run its format here.",
     ),
-    precision: list[str] | None = typer.Option(
+    precision: list[PrecisionChoice] | None = typer.Option(
         None, "--precision", "-p", help="Precision (repeatable, default fp32); one result per backend x precision."
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON here."),
@@ -108,7 +108,7 @@ def bench(
             threads=threads,
             weights=weights,
             models=models,
-            precisions=precision,
+            precisions=[p.value for p in precision] if precision else None,
             json_out=json_out,
             plot=plot,
             placement=placement,

@@ -10,37 +10,39 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+import psutil
+
 from ..app.samples import checkout_root
+
+#: The distributions whose versions explain a number (bench reports) or a problem (``doctor``).
+LIBRARIES = ("matanyone-engine", "numpy", "torch", "onnxruntime", "onnx", "coremltools", "opencv-python-headless", "av")
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each of ``LIBRARIES``, None for one that is not installed."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for dist in LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
 
 
 def environment(threads: int | None = None) -> dict[str, Any]:
     """Where the numbers were measured: CPU, cores, memory, library versions, date, commit, load."""
-    from importlib import metadata
-
-    libraries: dict[str, str] = {}
-    for dist in (
-        "matanyone-engine",
-        "numpy",
-        "torch",
-        "onnxruntime",
-        "onnx",
-        "coremltools",
-        "opencv-python-headless",
-        "av",
-    ):
-        try:
-            libraries[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+    libraries = {dist: version for dist, version in library_versions().items() if version is not None}
     commit, dirty = _git_state()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
         "cpu_count_logical": os.cpu_count(),
-        "cpu_count_physical": _physical_cores(),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads_requested": threads,
-        "memory_total_gb": _memory_total_gb(),
+        "memory_total_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -71,28 +73,6 @@ def cpu_model() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return platform.processor() or platform.machine()
-
-
-def _physical_cores() -> int | None:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False)
-    except ImportError:
-        return None
-
-
-def _memory_total_gb() -> float | None:
-    try:
-        import psutil
-
-        return round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def load_average() -> list[float] | None:

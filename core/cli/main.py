@@ -18,7 +18,7 @@ import typer.core
 
 from .. import plugins
 from ..app import interrupts
-from ..app.options import check_run_options, parse_size
+from ..app.options import Precision, check_run_options, parse_size
 from ..bench.command import bench
 from ..engine.errors import MatanyoneError, MemoryLimitError
 from .batch import register as register_batch
@@ -49,10 +49,14 @@ class OneLineErrors(typer.core.TyperCommand):
 
 
 #: Fixed-value options as Literal types, so typer shows the choices in --help and refuses others;
-#: tests/test_inputs.py checks they list exactly the values the writers and backends take.
+#: tests/test_inputs.py checks they list exactly the values the writers, the API, the built-in
+#: exporters and backends take (``Precision`` is app.options', shared with bench).
 AlphaFormat = Literal["png16", "png8", "video"]
 VideoFormat = Literal["prores", "webm"]
-Precision = Literal["fp32", "bf16", "fp16", "fast"]
+OutputSize = Literal["input", "network"]
+Upsample = Literal["guided", "bilinear"]
+ExportPrecision = Literal["fp32", "fp16"]
+CoreMLTarget = Literal["macOS13", "macOS14", "macOS15", "iOS16", "iOS17", "iOS18"]
 
 
 @contextmanager
@@ -149,13 +153,13 @@ def run(
     max_size: int = typer.Option(
         -1, "--max-size", help="Run the network with this shorter side (downscale); -1 keeps the size."
     ),
-    output_size: str = typer.Option(
+    output_size: OutputSize = typer.Option(
         "input",
         "--output-size",
         help="input: outputs at the input's resolution (alpha upsampled, see --upsample); "
         "network: at the --max-size resolution, as the official demo writes them.",
     ),
-    upsample: str = typer.Option(
+    upsample: Upsample = typer.Option(
         "guided", "--upsample", help="How alpha reaches the input's resolution: guided (edge-aware) or bilinear."
     ),
     start: int = typer.Option(0, help="First input frame to process (0 is the first)."),
@@ -441,14 +445,14 @@ def backends(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
     Console().print(table)
 
 
-@app.command()
+@app.command(cls=OneLineErrors)
 def export(
     format: str = typer.Option(..., "--format", "-f", help="Export format (see `matanyone doctor`)."),
     weights: str = typer.Option("seeded:v1-pm", "--weights", "-w"),
     size: str = typer.Option("432x768", help="HxW; rounded up to multiples of 16."),
     mem_frames: int = typer.Option(5, "--mem-frames", help="Working-memory frames T."),
-    precision: str = typer.Option("fp32", help="fp32 or fp16."),
-    target: str | None = typer.Option(None, help="Deployment target (coreml: macOS14 or iOS17)."),
+    precision: ExportPrecision = typer.Option("fp32", help="Precision of the exported modules."),
+    target: CoreMLTarget | None = typer.Option(None, help="Core ML deployment target (--format coreml only)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
     no_validate: bool = typer.Option(False, "--no-validate", help="Skip the check against PyTorch."),
 ) -> None:
@@ -459,6 +463,8 @@ def export(
     exporters = plugins.exporters()
     if format not in exporters:
         _fail(f"unknown export format {format!r}; known: {', '.join(sorted(exporters)) or 'none'}", 2)
+    if target is not None and format != "coreml":
+        _fail(f"--target is a Core ML deployment target; drop it for --format {format}", 2)
     try:
         dims = Dims(*padded_size(*parse_size(size)), mem_frames)
     except MatanyoneError as exc:
@@ -498,23 +504,10 @@ def modules(size: str = typer.Option("432x768", help="HxW to resolve shapes for.
 @app.command()
 def doctor() -> None:
     """Platform, library versions, plugins, providers and cache location."""
-    from importlib import metadata
+    from ..bench.environment import library_versions
 
     lines = [f"python {platform.python_version()} on {platform.platform()} ({platform.machine()})"]
-    for dist in (
-        "matanyone-engine",
-        "numpy",
-        "torch",
-        "onnxruntime",
-        "onnx",
-        "coremltools",
-        "av",
-        "opencv-python-headless",
-    ):
-        try:
-            lines.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            lines.append(f"{dist} not installed")
+    lines += [f"{dist} {version or 'not installed'}" for dist, version in library_versions().items()]
     try:
         import onnxruntime
 
@@ -530,7 +523,7 @@ def doctor() -> None:
     typer.echo("\n".join(lines))
 
 
-app.command("bench")(bench)
+app.command("bench", cls=OneLineErrors)(bench)
 register_batch(app, run)
 
 

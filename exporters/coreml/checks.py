@@ -379,24 +379,8 @@ class _Program:
             return self.package / "Data" / "com.apple.CoreML"
 
 
-def _tensor_ranks(value_type: Any) -> Iterator[int]:
-    """Ranks of every tensor type inside a MIL ValueType (lists, tuples, dicts, states included)."""
-    kind = value_type.WhichOneof("type")
-    if kind == "tensorType":
-        yield int(value_type.tensorType.rank)
-    elif kind == "listType":
-        yield from _tensor_ranks(value_type.listType.type)
-    elif kind == "tupleType":
-        for t in value_type.tupleType.types:
-            yield from _tensor_ranks(t)
-    elif kind == "dictionaryType":
-        yield from _tensor_ranks(value_type.dictionaryType.keyType)
-        yield from _tensor_ranks(value_type.dictionaryType.valueType)
-    elif kind == "stateType":
-        yield from _tensor_ranks(value_type.stateType.wrappedType)
-
-
 def _tensor_types(value_type: Any) -> Iterator[Any]:
+    """Every tensor type inside a MIL ValueType (lists, tuples, dicts, states included)."""
     kind = value_type.WhichOneof("type")
     if kind == "tensorType":
         yield value_type.tensorType
@@ -410,6 +394,11 @@ def _tensor_types(value_type: Any) -> Iterator[Any]:
         yield from _tensor_types(value_type.dictionaryType.valueType)
     elif kind == "stateType":
         yield from _tensor_types(value_type.stateType.wrappedType)
+
+
+def _tensor_ranks(value_type: Any) -> Iterator[int]:
+    """Ranks of every tensor type inside a MIL ValueType."""
+    return (int(tensor.rank) for tensor in _tensor_types(value_type))
 
 
 def _shape_of(value_type: Any) -> tuple[int | None, ...] | None:

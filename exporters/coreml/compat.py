@@ -25,6 +25,7 @@ exit. With numpy < 2.4 it changes nothing (the original returns the same constan
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import threading
 import warnings
@@ -37,26 +38,43 @@ from matanyone_engine.core.engine.errors import ExportError
 _PATCH_LOCK = threading.RLock()
 
 
+#: What a machine without coremltools is told (exporter, backends, the reference executor).
+MISSING_COREMLTOOLS = "coremltools is not installed; pip install 'matanyone-engine[coreml]'"
+
+
+def coremltools_import_problem(exc: ImportError) -> str:
+    """One line for a failed ``import coremltools`` (or of one of its modules).
+
+    Only coremltools itself missing means "not installed"; anything else (a dependency of it
+    missing, a compiled extension that does not load, a version clash) is an installed copy that
+    is broken, and telling that user to install it would send them the wrong way.
+    """
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing == "coremltools":
+        return MISSING_COREMLTOOLS
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"coremltools is installed but fails to import ({type(exc).__name__}: {reason}); "
+        "repair it: pip install --force-reinstall coremltools"
+    )
+
+
+def quiet_import(module: str = "coremltools") -> ModuleType:
+    """``importlib.import_module(module)`` with coremltools' Linux-only runtime warnings silenced."""
+    with quiet_coremltools():
+        return importlib.import_module(module)
+
+
 def import_coremltools() -> ModuleType:
     """coremltools, imported with its Linux-only runtime warnings silenced.
 
-    Raises ExportError with the install line when it is missing, so callers never see a bare
-    ImportError.
+    Raises ExportError with ``coremltools_import_problem``'s line when it does not import, so
+    callers never see a bare ImportError.
     """
-    logger = logging.getLogger("coremltools")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import coremltools
+        return quiet_import()
     except ImportError as exc:
-        raise ExportError(
-            f"coremltools is not installed ({exc}); pip install 'matanyone-engine[coreml]' (or pip install coremltools)"
-        ) from None
-    finally:
-        logger.setLevel(previous)
-    return coremltools
+        raise ExportError(coremltools_import_problem(exc)) from exc
 
 
 def coremltools_version() -> str:
@@ -97,8 +115,9 @@ def numpy_compat_patch() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quiet_conversion() -> Iterator[None]:
-    """Silence coremltools' log warnings (e.g. "Torch version ... has not been tested") during a convert.
+def quiet_coremltools() -> Iterator[None]:
+    """Silence coremltools' log warnings during its import (the eight "Failed to load
+    _MLModelProxy" lines on Linux) and during a convert (e.g. "Torch version ... has not been tested").
 
     coremltools 9.0 was tested up to torch 2.7 and says so on every conversion; the checks after
     conversion, not that warning, are what tell whether a package is good. Its tqdm progress bars

@@ -30,7 +30,7 @@ import numpy as np
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, Dims
 
 from .checks import CoreMLConversionError, RankLimitError
-from .compat import coremltools_version, import_coremltools, numpy_compat_patch, quiet_conversion
+from .compat import coremltools_version, import_coremltools, numpy_compat_patch, quiet_coremltools
 
 #: Deployment targets accepted by the exporter (ML Program needs macOS 12 / iOS 15 at least;
 #: the defaults carry the op set the modules were checked with).
@@ -106,7 +106,7 @@ def convert_module(
     ct_inputs = [ct.TensorType(name=t.name, shape=t.resolve(dims), dtype=np.float32) for t in spec.inputs]
     ct_outputs = [ct.TensorType(name=t.name, dtype=np.float32) for t in spec.outputs]
     try:
-        with numpy_compat_patch(), quiet_conversion():
+        with numpy_compat_patch(), quiet_coremltools():
             mlmodel = ct.convert(
                 traced,
                 source="pytorch",

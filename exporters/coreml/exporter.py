@@ -26,7 +26,6 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import shutil
 import sys
@@ -41,6 +40,7 @@ from matanyone_engine.backends.coreml.backend import DEFAULT_PACKAGE_SIZE
 from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_modules import modules_digest, resolve_torch_modules
 from ..torch_required import require_torch
 from .checks import DEFAULT_LIMITS, CheckLimits, PackageReport, check_package
 from .compat import coremltools_version
@@ -117,10 +117,10 @@ class CoreMLExporter:
 
         if modules is None:
             say(f"loading weights {weights}")
-            torch_modules, digest = _network_modules(weights, dims)
+            torch_modules, digest = resolve_torch_modules(weights)
         else:
             torch_modules = dict(modules)
-            digest = weights_digest or _modules_digest(torch_modules)
+            digest = weights_digest or modules_digest(torch_modules)
         missing = [n for n in MODULE_NAMES if n not in torch_modules]
         if missing:
             raise ExportError(f"modules missing for the CoreML export: {', '.join(missing)}")
@@ -233,7 +233,7 @@ class CoreMLExporter:
             weights,
             dims,
             precision,
-            lambda: _network_modules(weights, dims),
+            lambda: resolve_torch_modules(weights),
             export,
             exporter_version=cache_version(target),
             root=root,
@@ -258,54 +258,19 @@ def _check_request(precision: str, target: str) -> None:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _network_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
-    """The real network's five torch modules and its weights digest."""
-    require_torch()
-    try:
-        from matanyone_engine.backends.torch.modules import build_torch_modules
-        from matanyone_engine.backends.torch.network import load_network
-    except ImportError as exc:
-        raise ExportError(
-            f"the CoreML export needs torch ({exc}); pip install 'matanyone-engine[torch,coreml]'"
-        ) from None
-    net = load_network(weights)
-    digest = getattr(net, "weights_digest", "") or _modules_digest({"net": net})
-    try:
-        modules = build_torch_modules(net, dims, optional=True)  # with the fast variants
-    except TypeError:  # a torch backend without optional variants
-        modules = build_torch_modules(net, dims)
-    return modules, digest
-
-
-def _modules_digest(modules: Mapping[str, Any]) -> str:
-    """sha256 over every module's parameters and buffers (for modules not built from a reference)."""
-    from matanyone_engine.core.artifacts.weights import weights_digest
-
-    state: dict[str, np.ndarray] = {}
-    for name in sorted(modules):
-        for key, value in modules[name].state_dict().items():
-            state[f"{name}.{key}"] = value.detach().cpu().numpy()
-    if not state:
-        return hashlib.sha256(b"no parameters").hexdigest()
-    return weights_digest(state)
-
-
 def _library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "coremltools": coremltools_version()}
-    try:
-        import torch
+    import torch  # the export has required torch before it gets here
 
-        versions["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - the exporter needs torch anyway
-        pass
-    try:
-        from matanyone_engine.core import __version__
+    from matanyone_engine.core import __version__
 
-        versions["matanyone_engine"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
-    versions["platform"] = f"{platform.system()} {platform.release()} {platform.machine()}"
-    return versions
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "coremltools": coremltools_version(),
+        "torch": torch.__version__,
+        "matanyone_engine": __version__,
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+    }
 
 
 def _write_manifest(

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from matanyone_engine.core.artifacts.manifest import Manifest, new_manifest, read_manifest, write_manifest
-from matanyone_engine.core.artifacts.weights import weights_digest
 from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.files import atomic_write
 from matanyone_engine.core.engine.padding import padded_size
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims
 
+from ..torch_modules import resolve_torch_modules
 from ..torch_required import require_torch
 from .inputs import InputSet, capture_inputs
 
@@ -49,9 +49,6 @@ FLOPS_METHOD = (
     "torch.utils.flop_counter.FlopCounterMode on the float32 torch module with the validation inputs "
     "(convolutions and matrix products, 2 FLOPs per multiply-add; element-wise ops not counted)"
 )
-#: Test-only weights reference: tiny spec-conformant stand-in modules (exporters/onnx/standin.py).
-STANDIN_PREFIX = "standin:"
-
 Log = Callable[[str], None]
 
 
@@ -99,7 +96,7 @@ class OnnxExporter:
                     weights, d, precision, opset=opset, validate=validate, log=log, torch_exporter=torch_exporter
                 )
             )
-        modules, digest = resolve_torch_modules(weights, d)
+        modules, digest = resolve_torch_modules(weights)
         return export_torch_modules(
             modules,
             d,
@@ -149,44 +146,13 @@ class OnnxExporter:
             weights,
             dims,
             precision,
-            lambda: resolve_torch_modules(weights, dims),
+            lambda: resolve_torch_modules(weights),
             export,
             exporter_version=cache_version(torch_exporter),
             opset=opset,
             root=root,
             log=log,
         )
-
-
-def resolve_torch_modules(weights: str, dims: Dims) -> tuple[dict[str, Any], str]:
-    """The five torch modules for a weights reference, and the digest of the weights behind them."""
-    require_torch()
-    if weights.startswith(STANDIN_PREFIX):
-        from .standin import build_standin_modules
-
-        seed = weights[len(STANDIN_PREFIX) :]
-        modules = build_standin_modules(dims, seed=int(seed[1:]) if seed[1:].isdigit() else 0)
-        state: dict[str, np.ndarray] = {}
-        for name in sorted(modules):
-            for key, value in modules[name].state_dict().items():
-                state[f"{name}.{key}"] = value.detach().cpu().numpy()
-        return modules, weights_digest(state)
-    try:
-        from matanyone_engine.backends.torch.modules import build_torch_modules
-        from matanyone_engine.backends.torch.network import load_network
-    except ImportError as exc:
-        raise ExportError(
-            f"exporting needs the PyTorch network ({exc}); install torch (pip install 'matanyone-engine[torch]')"
-        ) from None
-    net = load_network(weights)
-    digest = getattr(net, "weights_digest", None) or weights_digest(
-        {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-    )
-    try:  # optional fast variants (core.spec OPTIONAL_MODULE_SPECS) are exported too when offered
-        modules = build_torch_modules(net, dims, optional=True)
-    except TypeError:
-        modules = build_torch_modules(net, dims)
-    return dict(modules), digest
 
 
 def export_torch_modules(

@@ -4,9 +4,9 @@ Comparing an exported module with its PyTorch original only means something on i
 like the ones it will see: random normal tensors as "features", or a memory whose slots are all
 valid, would leave the masked top-k read and the sigmoid gates untested or saturated. So the
 inputs here come from running the torch modules themselves on the project's generated clip
-(core/synthetic.py: moving shapes over a textured gradient), through the engine's state machine when it
-is available and otherwise through a short hand-written chain of the five modules. The memory is
-taken both partly filled (empty slots masked by ``mem_valid``) and full.
+(core/synthetic.py: moving shapes over a textured gradient), through the engine's own state machine,
+so they are the calls a run makes. The memory is taken both partly filled (empty slots masked by
+``mem_valid``) and full.
 
 numpy at import time; torch only inside the functions that run torch modules.
 """
@@ -14,12 +14,14 @@ numpy at import time; torch only inside the functions that run torch modules.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from matanyone_engine.core.engine.driver import matte_frames
+from matanyone_engine.core.engine.errors import ExportError
 from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_NAMES, Dims, ModuleSpec
 from matanyone_engine.core.media.synthetic import moving_shapes as synthetic_clip
 
@@ -147,31 +149,24 @@ def capture_inputs(
 ) -> tuple[dict[str, list[InputSet]], str]:
     """Inputs for every module taken from a short run of ``torch_modules`` on a synthetic clip.
 
-    Returns ({module: [input sets]}, how) where ``how`` says whether the engine's state machine
-    or the built-in chain produced them (recorded in the manifest).
+    Returns ({module: [input sets]}, how), ``how`` saying where they came from (recorded in the
+    manifest). A module the run never called (``frames`` below 2: no read) is an ExportError.
     """
     names = [n for n in ALL_MODULE_SPECS if n in torch_modules]
     wrapped = {n: TorchNumpyModule(ALL_MODULE_SPECS[n], torch_modules[n]) for n in names}
-    try:
-        from matanyone_engine.core.engine.driver import matte_frames as _matte_frames
-
-        matte_frames: Callable[..., Any] | None = _matte_frames
-    except Exception:
-        matte_frames = None
-    if matte_frames is not None:
-        try:
-            sets = _capture_with_state_machine(matte_frames, wrapped, dims, seed, frames)
-            if all(sets.get(n) for n in names):
-                return sets, "state machine (core.engine.driver.matte_frames, warm-up 1) on a synthetic clip"
-        except Exception:  # an incompatible state machine must not block exports; the chain still works
-            pass
-    sets = _capture_with_chain(wrapped, dims, seed)
+    sets = _capture_with_state_machine(wrapped, dims, seed, frames)
+    missing = [n for n in MODULE_NAMES if not sets.get(n)]
+    if missing:
+        raise ExportError(
+            f"the input capture ({frames} frames) never called {', '.join(missing)}; capture at least 2 frames "
+            "(frame 0 seeds the memory, the next ones read it)"
+        )
     for variant in names:
-        if variant not in sets:  # optional variants take a subset of their full module's inputs
+        if not sets.get(variant):  # an optional variant the run did not call takes its full module's inputs
             spec = ALL_MODULE_SPECS[variant]
             source = next(n for n in MODULE_NAMES if set(spec.input_names) <= set(ALL_MODULE_SPECS[n].input_names))
             sets[variant] = [{k: s[k] for k in spec.input_names} for s in sets[source]]
-    return sets, "module chain on a synthetic clip"
+    return sets, "state machine (core.engine.driver.matte_frames, warm-up 1) on a synthetic clip"
 
 
 def _pick(calls: list[InputSet], count: int = 2) -> list[InputSet]:
@@ -182,7 +177,7 @@ def _pick(calls: list[InputSet], count: int = 2) -> list[InputSet]:
 
 
 def _capture_with_state_machine(
-    matte_frames: Callable[..., Any], wrapped: Mapping[str, Any], dims: Dims, seed: int, frames: int | None
+    wrapped: Mapping[str, Any], dims: Dims, seed: int, frames: int | None
 ) -> dict[str, list[InputSet]]:
     """Record every module call of a short clip; keep each module's first and last inputs.
 
@@ -200,102 +195,3 @@ def _capture_with_state_machine(
         for _ in matte_frames(recorders, iter(clip), mask.astype(np.float32), warmup=1, mem_frames=dims.mem_frames):
             pass
     return {name: _pick(r.calls) for name, r in recorders.items()}
-
-
-def _capture_with_chain(wrapped: Mapping[str, Any], dims: Dims, seed: int) -> dict[str, list[InputSet]]:
-    """A hand-written approximation of the per-frame flow, enough to give every input a real value."""
-    sym = dims.symbols
-    hw = sym["h"] * sym["w"]
-    T = dims.mem_frames
-    n = T + 1
-    clip, mask0 = synthetic_clip(dims.height, dims.width, n, seed)
-    images = [np.ascontiguousarray(f.transpose(2, 0, 1)[None] / np.float32(255.0), dtype=np.float32) for f in clip]
-    sets: dict[str, list[InputSet]] = {name: [] for name in MODULE_NAMES}
-
-    def call(name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        sets[name].append({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()})
-        return wrapped[name](**inputs)
-
-    enc = [call("encoder", image=images[0])]
-    mask = (mask0 / np.float32(255.0)).astype(np.float32)[None, None]
-    sensory = np.zeros((1, 256, sym["h"], sym["w"]), dtype=np.float32)
-    me = call("mask_encoder", f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=mask)
-    sensory, obj_memory = me["new_sensory"], me["obj_summary"]
-    readout = call(
-        "read_first",
-        pix_feat=enc[0]["pix_feat"],
-        last_msk_value=me["mask_value"],
-        sensory=sensory,
-        last_mask=mask,
-        obj_memory=obj_memory,
-    )["mem_readout"]
-    dec = call(
-        "decoder",
-        f8=enc[0]["f8"],
-        f4=enc[0]["f4"],
-        f2=enc[0]["f2"],
-        f1=enc[0]["f1"],
-        mem_readout=readout,
-        sensory=sensory,
-    )
-    sensory = dec["new_sensory"]
-    alpha = np.clip(dec["logits"], 0.0, 1.0)
-    me = wrapped["mask_encoder"](f1=enc[0]["f1"], pix_feat=enc[0]["pix_feat"], sensory=sensory, mask=alpha)
-    sensory, last_value, last_mask = me["new_sensory"], me["mask_value"], alpha
-
-    mem_key = np.zeros((1, 64, T * hw), dtype=np.float32)
-    mem_shrinkage = np.ones((1, 1, T * hw), dtype=np.float32)
-    mem_value = np.zeros((1, 256, T * hw), dtype=np.float32)
-    mem_valid = np.zeros((1, T * hw), dtype=np.float32)
-
-    def store(slot: int, e: Mapping[str, np.ndarray], value: np.ndarray) -> None:
-        sl = slice(slot * hw, (slot + 1) * hw)
-        mem_key[..., sl] = e["key"].reshape(1, 64, hw)
-        mem_shrinkage[..., sl] = e["shrinkage"].reshape(1, 1, hw)
-        mem_value[..., sl] = value.reshape(1, 256, hw)
-        mem_valid[..., sl] = 1.0
-
-    store(0, enc[0], last_value)
-    obj_memory = me["obj_summary"]
-    for i in range(1, n):
-        e = wrapped["encoder"](image=images[i])
-        r = call(
-            "read",
-            query_key=e["key"],
-            query_selection=e["selection"],
-            pix_feat=e["pix_feat"],
-            last_pix_feat=enc[-1]["pix_feat"],
-            last_mask=last_mask,
-            last_msk_value=last_value,
-            sensory=sensory,
-            mem_key=mem_key.copy(),
-            mem_shrinkage=mem_shrinkage.copy(),
-            mem_value=mem_value.copy(),
-            mem_valid=mem_valid.copy(),
-            obj_memory=obj_memory,
-        )["mem_readout"]
-        d = wrapped["decoder"](f8=e["f8"], f4=e["f4"], f2=e["f2"], f1=e["f1"], mem_readout=r, sensory=sensory)
-        alpha = np.clip(d["logits"], 0.0, 1.0)
-        m = wrapped["mask_encoder"](f1=e["f1"], pix_feat=e["pix_feat"], sensory=d["new_sensory"], mask=alpha)
-        sensory, last_value, last_mask = m["new_sensory"], m["mask_value"], alpha
-        obj_memory = obj_memory + m["obj_summary"]
-        enc.append(e)
-        if i < T:
-            store(i, e, last_value)
-        if i == n - 1:
-            sets["decoder"].append(
-                {
-                    "f8": e["f8"],
-                    "f4": e["f4"],
-                    "f2": e["f2"],
-                    "f1": e["f1"],
-                    "mem_readout": r,
-                    "sensory": d["new_sensory"],
-                }
-            )
-            sets["mask_encoder"].append(
-                {"f1": e["f1"], "pix_feat": e["pix_feat"], "sensory": d["new_sensory"], "mask": alpha}
-            )
-            sets["encoder"].append({"image": images[i]})
-    sets["read"] = _pick(sets["read"])
-    return sets

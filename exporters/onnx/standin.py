@@ -21,7 +21,6 @@ from matanyone_engine.core.engine.spec import (
     SENSORY_DIM,
     TOP_K,
     VALUE_DIM,
-    Dims,
 )
 
 #: What an artifact made from stand-ins records as its weights reference.
@@ -161,9 +160,9 @@ class _Decoder(nn.Module):
         return new_sensory, logits
 
 
-def build_standin_modules(dims: Dims, seed: int = 0) -> dict[str, nn.Module]:
-    """The five stand-in modules (float32, eval mode, deterministic for ``seed``)."""
-    del dims  # every stand-in is size-agnostic; the argument mirrors build_torch_modules
+def build_standin_modules(seed: int = 0) -> dict[str, nn.Module]:
+    """The five stand-in modules and ``mask_value`` (float32, eval mode, deterministic for ``seed``);
+    like the real ones they work at any padded size."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -14,13 +14,14 @@ operation's inputs are ``Arg`` bindings, each either a variable name or a consta
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from matanyone_engine.core.engine.errors import ExportError
+from matanyone_engine.exporters.coreml.compat import import_coremltools
 
 from .errors import MilProgramError, UnsupportedOpError
 
@@ -126,20 +127,6 @@ class MilProgram:
 # ------------------------------------------------------------------------------------- loading
 
 
-def _coremltools() -> Any:
-    """coremltools with its Linux-only runtime warnings silenced (compat.import_coremltools's rule)."""
-    logger = logging.getLogger("coremltools")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import coremltools
-    finally:
-        logger.setLevel(previous)
-    return coremltools
-
-
 def load_program(path: str | Path) -> MilProgram:
     """Read the ML Program of the ``.mlpackage`` (or ``.mlmodel`` with its weights beside it) at ``path``."""
     path = Path(path)
@@ -147,11 +134,9 @@ def load_program(path: str | Path) -> MilProgram:
     if not path.exists():
         raise MilProgramError(package, f"{path} does not exist; export the packages again")
     try:
-        _coremltools()
-    except ImportError:
-        raise MilProgramError(
-            package, "reading Core ML packages needs coremltools; pip install 'matanyone-engine[coreml]'"
-        ) from None
+        import_coremltools()
+    except ExportError as exc:
+        raise MilProgramError(package, f"reading Core ML packages needs coremltools: {exc}") from exc
     try:
         if path.is_dir():
             from coremltools.libmodelpackage import ModelPackage
