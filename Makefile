@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SHARED := ../shared/data
 DEMO_OUT := out
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 
 $(BIN)/matanyone: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,16 @@ setup: $(BIN)/matanyone
 demo: setup
 	$(BIN)/matanyone demo -o $(DEMO_OUT)
 
-# The project's suite, then the OpenVINO example plugin installed the way a stranger would
-# (non-editable) and its own tests.
-test: setup
+# Lint, format and type checks (ruff, mypy; configured in pyproject.toml): `make test` runs them first.
+LINTED := core backends exporters tests benchmarks docs examples
+lint: setup
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+# Lint and types, the project's suite, then the OpenVINO example plugin installed the way a
+# stranger would (non-editable) and its own tests.
+test: setup lint
 	$(BIN)/python -m pytest -q -m "not slow"
 	$(BIN)/pip install -q ./examples/matanyone-openvino
 	$(BIN)/python -m pytest -q examples/matanyone-openvino/tests

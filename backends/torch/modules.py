@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS
+from matanyone_engine.core.engine.spec import ALL_MODULE_SPECS, MODULE_SPECS, ModuleSpec
 
 from .network import MatAnyoneNet
 
@@ -21,7 +21,7 @@ class _Stage(nn.Module):
         self.net = net
 
     @property
-    def spec(self):
+    def spec(self) -> ModuleSpec:
         return ALL_MODULE_SPECS[self.spec_name]
 
 
@@ -100,7 +100,7 @@ def build_torch_modules(net: MatAnyoneNet, *, optional: bool = False) -> dict[st
     return {name: MODULE_CLASSES[name](net).eval() for name in names}
 
 
-def run_module(module: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def run_module(module: _Stage, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Call a stage with named tensors and name its outputs (spec order)."""
     spec = module.spec
     with torch.inference_mode():
