@@ -268,3 +268,26 @@ def test_matte_fixed_size_maps_any_clip_through_fixed_size_modules(size):
         assert r.alpha.shape == size and r.alpha.dtype == np.float32
         err = np.abs(r.alpha - red / 255.0)
         assert err.mean() < 3e-3 and err.max() < 4e-2
+
+
+def test_fixed_size_logits_are_mapped_back_only_when_read(monkeypatch):
+    """The app reads only the alpha; resizing the logits too would cost a frame-sized map per frame."""
+    from matanyone_engine.core.engine import fixed_size
+    from matanyone_engine.core.engine.spec import MODULE_NAMES, Dims
+
+    mapped = []
+    real = fixed_size.alpha_to_frame
+    monkeypatch.setattr(fixed_size, "alpha_to_frame", lambda x, g: mapped.append(x.shape) or real(x, g))
+    dims = Dims(*PACKAGE, 2)
+    modules = {name: _FakeModule(name, dims) for name in MODULE_NAMES}
+    size = (480, 640)
+    red = (smooth(*size) * 255).astype(np.uint8)
+    frames = [np.stack([red, red // 2, red // 3], -1) for _ in range(3)]
+    results = list(
+        fixed_size.matte_fixed_size(modules, frames, np.zeros(size, np.uint8), PACKAGE, warmup=1, mem_frames=2)
+    )
+    assert len(mapped) == 3  # one alpha per frame, no logits
+    logits = results[1].logits
+    assert len(mapped) == 4 and logits.shape == size
+    # the fake decoder's logits are the red channel, so clamped they are the alpha
+    np.testing.assert_array_equal(np.clip(logits, 0.0, 1.0), results[1].alpha)

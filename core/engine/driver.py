@@ -13,7 +13,7 @@ matte). The logits cross only if the caller reads them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,11 +38,18 @@ class FrameResult:
     def __init__(self, index: int, alpha: np.ndarray, logits: Any):
         self.index = index
         self.alpha = alpha
-        self._logits = logits
+        self._read_logits: Callable[[], np.ndarray] = lambda: to_host(logits)
 
     @cached_property
     def logits(self) -> np.ndarray:
-        return to_host(self._logits)
+        return self._read_logits()
+
+    def mapped(self, alpha: np.ndarray, to_frame: Callable[[np.ndarray], np.ndarray]) -> FrameResult:
+        """This frame in another geometry: ``alpha`` already mapped, the logits mapped by
+        ``to_frame`` only when read (a fixed-size run would otherwise resize them every frame)."""
+        result = FrameResult(self.index, alpha, None)
+        result._read_logits = lambda: to_frame(self.logits)
+        return result
 
     def __repr__(self) -> str:
         return f"FrameResult(index={self.index}, alpha={self.alpha.shape})"

@@ -95,7 +95,7 @@ def matte_subjects_fixed_size(
 
 def _back(result: FrameResult, geometry: FrameGeometry) -> FrameResult:
     alpha = np.clip(alpha_to_frame(result.alpha, geometry), 0.0, 1.0)
-    return FrameResult(result.index, alpha, alpha_to_frame(result.logits, geometry))
+    return result.mapped(alpha, lambda logits: alpha_to_frame(logits, geometry))
 
 
 def matte_fixed_size(
