@@ -189,6 +189,16 @@ def test_second_call_reuses(tmp_path: Path) -> None:
     assert other != first and len(builds) == 2
 
 
+def test_a_build_is_announced_once_even_without_a_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever backend builds (onnx-cpu, Core ML, coreml-sim), a first run says so; a reuse is silent."""
+    with caplog.at_level("WARNING", logger="matanyone_engine.build"):
+        final = ensure(tmp_path, fake_build)
+        ensure(tmp_path, fake_build)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"matanyone: building onnx artifacts for {DIMS.height}x{DIMS.width} T={DIMS.mem_frames} fp32 into {final}"
+    ]
+
+
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
     def broken(tmp: Path) -> None:
         (tmp / "encoder.bin").write_bytes(b"half")

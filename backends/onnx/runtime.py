@@ -12,7 +12,6 @@ cache, exporting them first when absent (which needs torch; a folder does not).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 from collections.abc import Mapping
@@ -214,7 +213,7 @@ class OrtBackend:
             request.precision,
             opset=int(opts.get("opset", DEFAULT_OPSET)),
             validate=bool(opts.get("validate", True)),
-            log=opts.get("log", build_notice),
+            log=opts.get("log"),
             torch_exporter=str(opts.get("torch_exporter", DEFAULT_TORCH_EXPORTER)),
         )
         return directory, read_manifest(directory)
@@ -270,12 +269,6 @@ class OrtBackend:
                 )
             modules[name] = OrtModule(ALL_MODULE_SPECS[name], session, request.dims, manifest.flops.get(name))
         return modules
-
-
-def build_notice(message: str) -> None:
-    """Where a first run's export says what it does: at 4K it takes minutes, and a silent terminal
-    looks hung. A warning-level record, so it shows on stderr without any logging set up."""
-    logging.getLogger("matanyone_engine.build").warning("matanyone: %s", message)
 
 
 def _session_options(ort: Any, threads: int, level: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -92,8 +93,10 @@ def ensure_artifacts(
     ``build(tmp_dir)`` must write the five module files and ``manifest.json`` into ``tmp_dir``;
     it runs only when no valid set exists, inside the key's lock, and its directory is renamed
     into place only after its manifest was read back and checked against the request. A set whose
-    manifest contradicts the request raises ManifestError rather than being used.
+    manifest contradicts the request raises ManifestError rather than being used. ``log`` hears
+    the build and any wait for another process's build (``build_notice`` when None).
     """
+    say = log if log is not None else build_notice
     final = artifact_dir(format, artifact_key(format, weights_digest, dims, precision, exporter_version, opset), root)
     expect: dict[str, Any] = {"format": format, "dims": dims, "precision": precision, "weights_digest": weights_digest}
 
@@ -107,7 +110,7 @@ def ensure_artifacts(
             pass  # incomplete or unreadable: rebuilt below, under the lock
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _key_lock(final.with_name(final.name + ".lock"), lock_timeout, log):
+    with _key_lock(final.with_name(final.name + ".lock"), lock_timeout, say):
         if final.exists():
             try:
                 check_manifest(read_manifest(final), directory=final, **expect)
@@ -120,11 +123,10 @@ def ensure_artifacts(
         tmp = final.with_name(f".{final.name}.build-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         try:
-            if log:
-                log(
-                    f"building {format} artifacts for {dims.height}x{dims.width} T={dims.mem_frames} "
-                    f"{precision} into {final}"
-                )
+            say(
+                f"building {format} artifacts for {dims.height}x{dims.width} T={dims.mem_frames} "
+                f"{precision} into {final}"
+            )
             build(tmp)
             try:
                 manifest = read_manifest(tmp)
@@ -136,6 +138,13 @@ def ensure_artifacts(
             if tmp.exists():
                 _remove_tree(tmp)
     return final
+
+
+def build_notice(message: str) -> None:
+    """What a build or a wait for one says when the caller passed no ``log``: a first run's export
+    takes minutes at 4K, and a silent terminal looks hung. A warning-level record, so it shows on
+    stderr without any logging set up."""
+    logging.getLogger("matanyone_engine.build").warning("matanyone: %s", message)
 
 
 def ensure_export(
