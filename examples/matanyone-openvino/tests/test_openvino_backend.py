@@ -255,16 +255,22 @@ def test_golden_clip_parity(cpu_backend):
 # ---------------------------------------------------------------------------------------- CLI
 
 
+def _clip_folder(tmp_path: Path, frames: int) -> Path:
+    """A generated clip as a PNG folder in ``tmp_path/clip``, its mask as ``tmp_path/mask.png``."""
+    images, mask = synthetic_clip(frames=frames)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(images):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return folder
+
+
 def test_cli_run_with_openvino(small_modules, tmp_path: Path):
     """`matanyone run --backend openvino-cpu` on a short clip gives the torch backend's matte."""
     from matanyone_engine.core.api import matte
 
-    frames, mask = synthetic_clip(frames=6)
-    folder = tmp_path / "clip"
-    folder.mkdir()
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{i:05d}.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
+    folder = _clip_folder(tmp_path, frames=6)
     out = tmp_path / "out"
     result = _cli(
         "run",
@@ -308,12 +314,7 @@ def test_auto_fast_runs_openvino_bf16_on_a_bf16_cpu_and_says_why(small_modules, 
     exported = OnnxExporter().ensure(WEIGHTS, SMALL, "fp32")
     cache = tmp_path / "cache"
     shutil.copytree(exported, cache / exported.relative_to(cache_root()))
-    frames, mask = synthetic_clip(frames=4)
-    folder = tmp_path / "clip"
-    folder.mkdir()
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{i:05d}.png")
-    Image.fromarray(mask).save(tmp_path / "mask.png")
+    folder = _clip_folder(tmp_path, frames=4)
     out = tmp_path / "out"
     result = _cli(
         "run",
