@@ -102,12 +102,11 @@ def test_torch_module_speaks_torch_on_its_device_and_float32_under_the_autocast(
 def test_freed_memory_is_kept_in_the_heap_only_up_to_1080p(monkeypatch, size, kept):
     """At 4K what glibc would keep pushes a run past its memory budget (docs/memory.md)."""
     from matanyone_engine.backends.torch import inference
-    from matanyone_engine.backends.torch.plugin import BACKENDS
+    from matanyone_engine.core import plugins
     from matanyone_engine.core.engine.protocol import LoadRequest
     from matanyone_engine.core.engine.spec import Dims
 
     calls = []
     monkeypatch.setattr(inference, "keep_freed_memory", lambda: calls.append(True) or True)
-    cpu = next(b for b in BACKENDS if b.name == "torch")
-    cpu.load(LoadRequest(weights="seeded:v1-pm", dims=Dims(*size, 5), precision="fp32"))
+    plugins.get_backend("torch").load(LoadRequest(weights="seeded:v1-pm", dims=Dims(*size, 5), precision="fp32"))
     assert bool(calls) is kept
